@@ -1,0 +1,1 @@
+"""Trajectory metrics: pure functions on numpy arrays, registered by name."""
