@@ -1,0 +1,240 @@
+"""`record`: items + model -> sampler -> one zarr run, resumable and cached by fingerprint.
+
+Owns the glue only: which items, which fields, where the run goes, what its fingerprint is. The
+sampler knows nothing of stores and the store knows nothing of samplers.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import CaptureConfig, SamplerConfig
+from .data import EncodedItem, Split, encode_split
+from .errors import ConfigError
+from .fingerprint import fingerprint, item_seed
+from .models import DiffusionModel, load_model, load_sampler_preset
+from .sampler import Sampler
+from .store import FieldSpec, RunWriter, SplitLayout, create_run, open_run
+from .suites import SuiteConfig, load_splits, load_suite
+
+Progress = Callable[[str, int, int], None]  # (split, items done, items total)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """How to load the model (flags of `record`)."""
+
+    source: str = "tiny-full"
+    preset: str | None = None
+    mask_token_id: int | None = None
+    alignment: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class RecordRequest:
+    """Everything `trajcache record` needs; sampler flags left None come from the model's preset."""
+
+    model: ModelRequest = field(default_factory=ModelRequest)
+    suite: str = "tofu"
+    sources: dict[str, str] = field(default_factory=dict)
+    splits: tuple[str, ...] | None = None
+    limit: int | None = None
+    sampler_overrides: dict[str, Any] = field(default_factory=dict)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    out: Path | None = None
+    cache_dir: Path | None = None
+    batch_size: int = 8
+    compile: bool = True
+    overwrite: bool = False
+    shard_size: int = 32
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    path: Path
+    fingerprint: str
+    cache_hit: bool
+    items: dict[str, int]
+    sampled: int
+    seconds: float
+
+
+def default_cache_dir() -> Path:
+    """$TRAJCACHE_HOME, else ./runs."""
+    return Path(os.environ.get("TRAJCACHE_HOME", "runs"))
+
+
+def run_identity(model: DiffusionModel, sampler: SamplerConfig, capture: CaptureConfig, splits: Sequence[Split]) -> dict[str, Any]:
+    """What produced the bytes of a run (see fingerprint.py)."""
+    return {
+        "model": model.identity(),
+        "sampler": sampler.to_dict(),
+        "capture": capture.to_dict(),
+        "device_type": model.device.type,
+        "splits": {s.name: {"roles": list(s.roles), "items": [i.content_hash() for i in s.items]} for s in splits},
+    }
+
+
+def cached_run_path(cache_dir: Path, model_source: str, suite: str, fp: str) -> Path:
+    """<cache>/<model>__<suite>__<fingerprint[:12]>.zarr, names made filesystem-safe."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model_source).name or model_source)
+    return cache_dir / f"{safe}__{suite}__{fp[:12]}.zarr"
+
+
+def _labels(encoded: Sequence[EncodedItem], roles: Sequence[str], length: int) -> np.ndarray:
+    """(N, J, L) int32 label ids per role aligned at generated position 0; -1 where none."""
+    out = np.full((len(encoded), len(roles), length), -1, dtype=np.int32)
+    for n, item in enumerate(encoded):
+        for j, role in enumerate(roles):
+            ids = item.labels[role]
+            if len(ids) > length:
+                raise ConfigError(
+                    f"item {item.item.id}: the {role!r} label has {len(ids)} tokens, more than "
+                    f"--gen-length {length}; raise --gen-length"
+                )
+            out[n, j, : len(ids)] = ids
+    return out
+
+
+def split_fields(sampler: SamplerConfig, capture: CaptureConfig, roles: int, vocab: int) -> tuple[FieldSpec, ...]:
+    """The stored fields of DESIGN §5 for one split."""
+    s, length, k = sampler.steps, sampler.gen_length, capture.top_k
+    specs = [
+        FieldSpec("label_logp", "float32", (s, length, roles)),
+        FieldSpec("argmax", "int32", (s, length)),
+        FieldSpec("entropy", "float32", (s, length)),
+        FieldSpec("tokens", "int32", (length,)),
+        FieldSpec("fixation", "int16", (length,)),
+        FieldSpec("commits", "int16", (s,)),
+        FieldSpec("eos_len", "int32", ()),
+        FieldSpec("prompt_len", "int32", ()),
+        FieldSpec("labels", "int32", (roles, length)),
+    ]
+    if sampler.temperature > 0:
+        specs.append(FieldSpec("x0", "int32", (s, length)))
+    if k > 0:
+        specs += [FieldSpec("topk_ids", "int32", (s, length, k)), FieldSpec("topk_logp", "float32", (s, length, k))]
+    if capture.logits:
+        specs.append(FieldSpec("logits", "float16", (s, length, vocab)))
+    return tuple(specs)
+
+
+def _split_layout(split: Split, encoded: Sequence[EncodedItem], sampler: SamplerConfig, capture: CaptureConfig, model: DiffusionModel, shard_size: int) -> SplitLayout:
+    vocab, mask_id, eos_id = model.vocab_size, model.mask_id, model.eos_id
+    attrs = {
+        "item_ids": [i.id for i in split.items],
+        "item_hashes": [i.content_hash() for i in split.items],
+        "roles": list(split.roles),
+        "source": split.source,
+        "S": sampler.steps,
+        "L": sampler.gen_length,
+        "J": len(split.roles),
+        "K": capture.top_k,
+        "sampler": sampler.to_dict(),
+        "capture": capture.to_dict(),
+        "mask_id": mask_id,
+        "eos_id": eos_id,
+    }
+    fields_ = split_fields(sampler, capture, len(split.roles), vocab)
+    return SplitLayout(split.name, len(encoded), fields_, attrs, shard_size)
+
+
+def _record_shard(sampler: Sampler, encoded: Sequence[EncodedItem], labels: np.ndarray, seeds: np.ndarray, target: int | None, batch_size: int) -> dict[str, np.ndarray]:
+    """Sample one shard's items in batches and stack the tables (first axis = shard items)."""
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(encoded), batch_size):
+        stop = min(start + batch_size, len(encoded))
+        prompts = [e.prompt_ids for e in encoded[start:stop]]
+        targets = labels[start:stop, target] if target is not None else None
+        tables = sampler.run(prompts, labels[start:stop], seeds[start:stop], targets)
+        tables["labels"] = labels[start:stop]
+        parts.append(tables)
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _record_split(writer: RunWriter, sampler: Sampler, split: Split, encoded: Sequence[EncodedItem], config: SamplerConfig, request: RecordRequest, progress: Progress | None) -> int:
+    labels = _labels(encoded, split.roles, config.gen_length)
+    seeds = np.array([item_seed(config.seed, i.id) for i in split.items], dtype=np.int64)
+    target = None
+    if config.mode == "guided":
+        if config.target_role not in split.roles:
+            raise ConfigError(f"--target-role {config.target_role!r} is not a role of split {split.name!r}; roles: {list(split.roles)}")
+        target = split.roles.index(config.target_role)
+    pending = writer.pending_shards(split.name)
+    done = len(encoded) - sum(len(writer.shard_items(split.name, k)) for k in pending)
+    if progress:
+        progress(split.name, done, len(encoded))
+    for shard in pending:
+        rows = writer.shard_items(split.name, shard)
+        tables = _record_shard(sampler, encoded[rows.start : rows.stop], labels[rows.start : rows.stop], seeds[rows.start : rows.stop], target, request.batch_size)
+        writer.write_shard(split.name, shard, tables)
+        done += len(rows)
+        if progress:
+            progress(split.name, done, len(encoded))
+    return sum(len(writer.shard_items(split.name, k)) for k in pending)
+
+
+def resolve_inputs(request: RecordRequest) -> tuple[SuiteConfig, list[Split], DiffusionModel, SamplerConfig]:
+    """Load suite, splits, model and the effective sampler config (preset + flags)."""
+    suite = load_suite(request.suite, request.sources)
+    splits = load_splits(suite, request.splits, request.limit)
+    m = request.model
+    model = load_model(
+        m.source, preset=m.preset, mask_token_id=m.mask_token_id, alignment=m.alignment,
+        dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code,
+    )
+    base = load_sampler_preset(model.preset.sampler)
+    config = replace(base, **request.sampler_overrides) if request.sampler_overrides else base
+    return suite, splits, model, config
+
+
+def record_run(request: RecordRequest, progress: Progress | None = None) -> RecordSummary:
+    """Record (or resume, or find in the cache) the run for `request`."""
+    started = datetime.now(timezone.utc)
+    suite, splits, model, config = resolve_inputs(request)
+    fp = fingerprint(run_identity(model, config, request.capture, splits))
+    cache_dir = request.cache_dir or default_cache_dir()
+    path = request.out or cached_run_path(cache_dir, request.model.source, suite.name, fp)
+    items = {s.name: len(s.items) for s in splits}
+    if not request.overwrite and path.exists() and _is_complete(path, fp):
+        return RecordSummary(path, fp, True, items, 0, 0.0)
+    encoded = {s.name: encode_split(s, model.tokenizer, suite.prompt_template) for s in splits}
+    layouts = [_split_layout(s, encoded[s.name], config, request.capture, model, request.shard_size) for s in splits]
+    writer = create_run(path, fp, _provenance(request, suite, model, config), layouts, overwrite=request.overwrite)
+    writer.attach_tokenizer(model.tokenizer)
+    sampler = Sampler(model, config, request.capture, compile=request.compile, batch_size=request.batch_size)
+    sampled = sum(_record_split(writer, sampler, s, encoded[s.name], config, request, progress) for s in splits)
+    writer.finalize()
+    seconds = (datetime.now(timezone.utc) - started).total_seconds()
+    return RecordSummary(path, fp, False, items, sampled, seconds)
+
+
+def _is_complete(path: Path, fp: str) -> bool:
+    run = open_run(path)
+    return run.complete and run.fingerprint == fp
+
+
+def _provenance(request: RecordRequest, suite: SuiteConfig, model: DiffusionModel, config: SamplerConfig) -> dict[str, Any]:
+    return {
+        "model": {"source": request.model.source, **model.identity()},
+        "suite": suite.to_dict(),
+        "sampler": config.to_dict(),
+        "capture": request.capture.to_dict(),
+        "batch_size": request.batch_size,
+        "compile": request.compile,
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "trajcache": __version__,
+    }
