@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -200,25 +200,46 @@ def resolve_inputs(request: RecordRequest) -> tuple[SuiteConfig, list[Split], Di
     return suite, splits, model, config
 
 
-def record_run(request: RecordRequest, progress: Progress | None = None) -> RecordSummary:
-    """Record (or resume, or find in the cache) the run for `request`."""
-    started = datetime.now(timezone.utc)
+@dataclass(frozen=True)
+class _Plan:
+    suite: SuiteConfig
+    splits: list[Split]
+    model: DiffusionModel
+    config: SamplerConfig
+    fingerprint: str
+    path: Path
+
+
+def _plan(request: RecordRequest) -> _Plan:
     suite, splits, model, config = resolve_inputs(request)
     fp = fingerprint(run_identity(model, config, request.capture, splits))
     cache_dir = request.cache_dir or default_cache_dir()
     path = request.out or cached_run_path(cache_dir, request.model.source, suite.name, fp)
-    items = {s.name: len(s.items) for s in splits}
-    if not request.overwrite and path.exists() and _is_complete(path, fp):
-        return RecordSummary(path, fp, True, items, 0, 0.0)
-    encoded = {s.name: encode_split(s, model.tokenizer, suite.prompt_template) for s in splits}
-    layouts = [_split_layout(s, encoded[s.name], config, request.capture, model, request.shard_size) for s in splits]
-    writer = create_run(path, fp, _provenance(request, suite, model, config), layouts, overwrite=request.overwrite)
+    return _Plan(suite, splits, model, config, fp, path)
+
+
+def find_cached_run(request: RecordRequest) -> Path | None:
+    """The complete cached run for exactly these inputs, if any (fingerprint match, never by name)."""
+    plan = _plan(request)
+    return plan.path if plan.path.exists() and _is_complete(plan.path, plan.fingerprint) else None
+
+
+def record_run(request: RecordRequest, progress: Progress | None = None) -> RecordSummary:
+    """Record (or resume, or find in the cache) the run for `request`."""
+    started = time.perf_counter()
+    plan = _plan(request)
+    model, config = plan.model, plan.config
+    items = {s.name: len(s.items) for s in plan.splits}
+    if not request.overwrite and plan.path.exists() and _is_complete(plan.path, plan.fingerprint):
+        return RecordSummary(plan.path, plan.fingerprint, True, items, 0, 0.0)
+    encoded = {s.name: encode_split(s, model.tokenizer, plan.suite.prompt_template) for s in plan.splits}
+    layouts = [_split_layout(s, encoded[s.name], config, request.capture, model, request.shard_size) for s in plan.splits]
+    writer = create_run(plan.path, plan.fingerprint, _provenance(request, plan.suite, model, config), layouts, overwrite=request.overwrite)
     writer.attach_tokenizer(model.tokenizer)
     sampler = Sampler(model, config, request.capture, compile=request.compile, batch_size=request.batch_size)
-    sampled = sum(_record_split(writer, sampler, s, encoded[s.name], config, request, progress) for s in splits)
+    sampled = sum(_record_split(writer, sampler, s, encoded[s.name], config, request, progress) for s in plan.splits)
     writer.finalize()
-    seconds = (datetime.now(timezone.utc) - started).total_seconds()
-    return RecordSummary(path, fp, False, items, sampled, seconds)
+    return RecordSummary(plan.path, plan.fingerprint, False, items, sampled, time.perf_counter() - started)
 
 
 def _is_complete(path: Path, fp: str) -> bool:

@@ -35,12 +35,19 @@ class MetricResult:
     per_item: tuple[list[str], np.ndarray] | None = None  # (item ids, (N, V, Y, S))
     warnings: tuple[str, ...] = ()
 
+    def step_mean(self) -> np.ndarray:
+        """Mean over steps per (view, layout), over the steps that have a value: (V, Y)."""
+        finite = np.isfinite(self.values)
+        counts = finite.sum(-1)
+        sums = np.where(finite, self.values, 0.0).sum(-1)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             **self.spec,
             "values": _grid(self.values),
             "last": _cells(self.values[..., -1]),
-            "mean": _cells(np.nanmean(self.values, axis=-1) if np.isfinite(self.values).any() else self.values[..., -1]),
+            "mean": _cells(self.step_mean()),
             "distribution": {k: _grid(v) for k, v in self.distribution.items()},
         }
         if self.per_item is not None:
