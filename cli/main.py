@@ -15,6 +15,7 @@ from trajcache.results import write_results
 from trajcache.score import ScoreRequest, score_run
 from trajcache.store import describe_run, verify_run
 
+from .analysis import register as register_analysis
 from .render import SplitProgress, console, kv_table, results_table, user_errors
 
 app = typer.Typer(
@@ -187,6 +188,9 @@ def verify(run: Annotated[Path, typer.Argument(help="A recorded run.")]) -> None
     for problem in report.problems():
         typer.echo(f"bad: {problem}", err=True)
     raise typer.Exit(1)
+
+
+register_analysis(app)
 
 
 def main() -> None:
