@@ -85,8 +85,13 @@ class TofuLogs:
 def read_eval_logs(folder: Path) -> TofuLogs:
     """Read the four TOFU log files of `folder`; a missing or malformed file raises DataError."""
     folder = Path(folder)
-    splits = {split: _read_split(folder / name) for split, name in SPLIT_FILES.items()}
-    return TofuLogs(folder=folder, **splits)
+    return TofuLogs(
+        folder=folder,
+        retain=_read_split(folder / SPLIT_FILES["retain"]),
+        forget=_read_split(folder / SPLIT_FILES["forget"]),
+        real_authors=_read_split(folder / SPLIT_FILES["real_authors"]),
+        world_facts=_read_split(folder / SPLIT_FILES["world_facts"]),
+    )
 
 
 def _read_split(path: Path) -> TofuSplitLog:
@@ -108,7 +113,7 @@ def _read_split(path: Path) -> TofuSplitLog:
     return TofuSplitLog(
         avg_gt_loss=column.floats("avg_gt_loss"),
         avg_paraphrased_loss=column.floats("avg_paraphrased_loss"),
-        average_perturb_loss=column.floats("average_perturb_loss", per_item=2),
+        average_perturb_loss=column.floats("average_perturb_loss", ndim=2),
         rouge1_recall=column.floats("rouge1_recall"),
         rougeL_recall=column.floats("rougeL_recall"),
         generated=tuple(text[1] for text in texts),
@@ -146,19 +151,20 @@ class _Column:
             )
         return [values[index] for index in self.indices]
 
-    def floats(self, key: str, per_item: int = 1) -> FloatArray:
+    def floats(self, key: str, ndim: int = 1) -> FloatArray:
         """(N,) for a number per item, (N, K) for a list of K numbers per item."""
+        values = self(key)
         try:
-            array = np.asarray(self(key), dtype=np.float64)
+            array = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise DataError(
                 f"TOFU log {self.path}: key {key!r} holds a non-numeric value or lists of unequal "
                 "length; expected numbers"
             ) from error
-        if array.ndim != per_item:
+        if array.ndim != ndim:
             raise DataError(
                 f"TOFU log {self.path}: key {key!r} has shape {array.shape}; expected "
-                f"{'one number' if per_item == 1 else 'a list of numbers'} per item"
+                f"{'one number' if ndim == 1 else 'a list of numbers'} per item"
             )
         return array
 
@@ -201,7 +207,8 @@ def tofu_log_metrics(logs: TofuLogs, reference: TofuLogs | None = None) -> dict[
         values[f"{prefix}_Truth_Ratio"] = _mean(truth_ratio_true_better(split.truth_ratio))
     values["model_utility"] = float(model_utility([values[name] for name in UTILITY_COMPONENTS]))
     if reference is not None:
-        values["forget_quality"] = float(forget_quality(logs.forget.truth_ratio, reference.forget.truth_ratio))
+        quality = forget_quality(logs.forget.truth_ratio, reference.forget.truth_ratio)
+        values["forget_quality"] = float(quality)
     return values
 
 

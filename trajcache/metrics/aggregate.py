@@ -55,8 +55,8 @@ def distribution(values: ArrayLike) -> dict[str, FloatArray]:
     """Per-cell distribution over items: mean, std (ddof 0), median, p25, p75, min, max, 95% CI, n.
 
     The CI is mean +- t_{0.975, n-1} * s / sqrt(n) with s the ddof-1 standard deviation; with n = 1
-    it collapses to the mean (no spread is known). Items without a value (NaN) are not counted;
-    `n` is their count, as float64 like every other entry.
+    it collapses to the mean (no spread is known). `n` counts the items with a value (not NaN), as
+    float64 like every other entry.
     """
     array = _items("values", values)  # (N, ...)
     n = np.count_nonzero(~np.isnan(array), axis=0)  # (...)

@@ -88,7 +88,7 @@ def truth_ratio_closer_to_1(tr: ArrayLike) -> FloatArray:
     Symmetric in tr and 1/tr, so it is the same on TOFU's reciprocal ratio; tr = 0 or inf gives 0.
     """
     array = _ratio(tr)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):  # 1/0 and 1/subnormal are inf: min picks tr
         return np.minimum(array, 1.0 / array)
 
 
