@@ -206,8 +206,8 @@ def _check_perturbed_counts(source: str, rows: list[Row], items: tuple[Item, ...
     for (where, _), count in zip(rows, counts):
         if count != counts[0]:
             raise DataError(
-                f"{source}: {where}: field 'perturbed_answer': {count} answers, but the first row has "
-                f"{counts[0]}; every row of a split needs the same number"
+                f"{source}: {where}: field 'perturbed_answer' has {count} entries, the first row {counts[0]}; "
+                "every row of a split needs the same number"
             )
 
 
