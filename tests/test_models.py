@@ -94,6 +94,7 @@ def test_unknown_presets_list_available() -> None:
         ({"alignment": "causal"}, "alignment 'causal' is not one of"),
         ({"attention": "causal"}, "attention 'causal' is not one of"),
         ({"mask": "<m>"}, r"unknown keys \['mask'\]"),
+        ({"model_types": "llama"}, "model_types must be a list of names"),
     ],
 )
 def test_invalid_presets(data: dict[str, Any], message: str) -> None:
@@ -187,7 +188,8 @@ def test_settings_resolve_flag_first(llama_dir: Path) -> None:
 
 
 def test_preset_mask_token_missing_from_tokenizer(llama_dir: Path) -> None:
-    with pytest.raises(ModelError, match=r"preset 'dream' mask token '<\|mask\|>' is not in the tokenizer; pass --mask-token-id"):
+    expected = r"preset 'dream' mask token '<\|mask\|>' is not in the tokenizer; pass --mask-token-id"
+    with pytest.raises(ModelError, match=expected):
         load_model(str(llama_dir), preset="dream")
 
 
@@ -324,7 +326,8 @@ def llada_style_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) ->
 
 
 def test_remote_code_is_refused_without_trust(llada_style_dir: Path) -> None:
-    with pytest.raises(ModelError, match=r"ships its own code \(auto_map.*model_type 'llada'\); pass --trust-remote-code"):
+    expected = r"ships its own code \(auto_map.*model_type 'llada'\); pass --trust-remote-code"
+    with pytest.raises(ModelError, match=expected):
         load_model(str(llada_style_dir))
 
 
@@ -367,7 +370,9 @@ def test_identity_hashes_files_and_settings(llama: DiffusionModel, llama_dir: Pa
     json.dumps(identity)  # goes into the fingerprint's canonical JSON
 
 
-def test_identity_follows_bytes_not_location(tmp_path: Path, llama: DiffusionModel, llama_dir: Path, tokenizer: Any) -> None:
+def test_identity_follows_bytes_not_location(
+    tmp_path: Path, llama: DiffusionModel, llama_dir: Path, tokenizer: Any
+) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(llama_dir, copy)
     assert load_model(str(copy)).identity() == llama.identity()

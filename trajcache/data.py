@@ -68,9 +68,7 @@ def check_role_groups(groups: Sequence[str], where: str) -> tuple[RoleGroup, ...
     """Validate required role groups; returns them in canonical order."""
     unknown = sorted(set(groups) - set(ROLE_GROUPS))
     if unknown or not groups or len(set(groups)) != len(groups):
-        raise ConfigError(
-            f"{where}: roles {list(groups)} are invalid; give distinct names from {list(ROLE_GROUPS)}"
-        )
+        raise ConfigError(f"{where}: roles {list(groups)} are invalid; give distinct names from {list(ROLE_GROUPS)}")
     return tuple(g for g in ROLE_GROUPS if g in groups)
 
 
@@ -127,9 +125,7 @@ def _json_lines_rows(path: Path, text: str) -> Iterator[Row]:
         try:
             yield f"line {number}", json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}: line {number}: invalid JSON ({e.msg}); the file may be truncated"
-            ) from e
+            raise DataError(f"{path}: line {number}: invalid JSON ({e.msg}); the file may be truncated") from e
 
 
 def _parquet_rows(path: Path) -> list[Row]:
@@ -246,7 +242,7 @@ def encode_split(split: Split, tokenizer: Tokenizer, prompt_template: str | None
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ModelError("the tokenizer has no EOS token; labels end with EOS (TOFU convention); set eos_token")
-    use_chat = bool(getattr(tokenizer, "chat_template", None))
+    use_chat = bool(tokenizer.chat_template)
     if not use_chat and prompt_template is None:
         raise ConfigError(
             f"split {split.name!r}: the tokenizer has no chat template and the suite no prompt_template; "
@@ -254,11 +250,7 @@ def encode_split(split: Split, tokenizer: Tokenizer, prompt_template: str | None
         )
     encoded = []
     for item in split.items:
-        if use_chat:
-            prompt, full = _chat_ids(tokenizer, item)
-        else:
-            assert prompt_template is not None
-            prompt, full = _template_ids(tokenizer, item, prompt_template)
+        prompt, full = _chat_ids(tokenizer, item) if use_chat else _template_ids(tokenizer, item, prompt_template or "")
         labels = {role: _label_ids(tokenizer, item, role, prompt, full[role], eos) for role in item.answers}
         encoded.append(EncodedItem(item=item, prompt_ids=tuple(prompt), labels=labels))
     return encoded

@@ -11,7 +11,7 @@ import hashlib
 import importlib.resources
 import inspect
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -66,11 +66,14 @@ class ModelPreset:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelPreset:
-        known = {f for f in cls.__dataclass_fields__}
+        known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"model preset {data.get('name')!r}: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**{**data, "model_types": tuple(m.lower() for m in data.get("model_types", ()))})
+        types = data.get("model_types", [])
+        if not isinstance(types, list | tuple) or not all(isinstance(t, str) for t in types):
+            raise ConfigError(f"model preset {data.get('name')!r}: model_types must be a list of names; got {types!r}")
+        return cls(**{**data, "model_types": tuple(t.lower() for t in types)})
 
 
 def load_preset(name: str) -> ModelPreset:
