@@ -244,13 +244,11 @@ def test_folder_without_config(tmp_path: Path) -> None:
     [
         ({"dtype": "fp8"}, r"--dtype 'fp8' is unknown"),
         ({"device": "gpu"}, r"--device 'gpu' is not a torch device"),
-        ({"device": "cuda:7"}, "no such CUDA device"),
+        ({"device": "cuda:999"}, "no such CUDA device"),
         ({"alignment": "causal"}, r"--alignment 'causal' is unknown"),
     ],
 )
 def test_invalid_flags(kwargs: dict[str, str], message: str) -> None:
-    if torch.cuda.device_count() > 7 and kwargs.get("device") == "cuda:7":
-        pytest.skip("this machine has 8 GPUs")
     with pytest.raises(ConfigError, match=message):
         load_model("tiny-full", **kwargs)
 
