@@ -185,8 +185,10 @@ def verify(run: Annotated[Path, typer.Argument(help="A recorded run.")]) -> None
     if report.ok:
         console.print(f"ok: {run} verified")
         return
-    for problem in report.problems():
-        typer.echo(f"bad: {problem}", err=True)
+    for bad in report.bad:
+        typer.echo(f"bad: split {bad.split!r} shard {bad.shard} field {bad.field}: {bad.reason}", err=True)
+    for split, shard in report.missing:
+        typer.echo(f"missing: split {split!r} shard {shard} has no commit marker (run record again to resume)", err=True)
     raise typer.Exit(1)
 
 

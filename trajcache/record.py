@@ -25,6 +25,7 @@ from .models import DiffusionModel, load_model, load_sampler_preset
 from .sampler import Sampler
 from .store import FieldSpec, RunWriter, SplitLayout, create_run, open_run
 from .suites import SuiteConfig, load_splits, load_suite
+from .tokenizer_files import tokenizer_files
 
 Progress = Callable[[str, int, int], None]  # (split, items done, items total)
 
@@ -235,7 +236,7 @@ def record_run(request: RecordRequest, progress: Progress | None = None) -> Reco
     encoded = {s.name: encode_split(s, model.tokenizer, plan.suite.prompt_template) for s in plan.splits}
     layouts = [_split_layout(s, encoded[s.name], config, request.capture, model, request.shard_size) for s in plan.splits]
     writer = create_run(plan.path, plan.fingerprint, _provenance(request, plan.suite, model, config), layouts, overwrite=request.overwrite)
-    writer.attach_tokenizer(model.tokenizer)
+    writer.write_asset("tokenizer", tokenizer_files(model.tokenizer))
     sampler = Sampler(model, config, request.capture, compile=request.compile, batch_size=request.batch_size)
     sampled = sum(_record_split(writer, sampler, s, encoded[s.name], config, request, progress) for s in plan.splits)
     writer.finalize()

@@ -26,6 +26,7 @@ from .plan import Bound, ItemTask, SplitInfo, bind, check_inputs, components, it
 from .results import MetricResult, Results
 from .store import Run, open_run
 from .suites import SuiteConfig
+from .tokenizer_files import load_tokenizer
 from .trajectories import LAYOUTS, VIEWS
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -160,7 +161,7 @@ def _check_reference(run: _Side, ref: _Side, splits: set[str]) -> None:
 
 def _text_rules(run: Run, split: str) -> TextRules:
     attrs = run.splits[split].attrs
-    tokenizer = run.load_tokenizer()
+    tokenizer = load_tokenizer(run.read_asset("tokenizer"))
     eos = tokenizer.decode([attrs["eos_id"]], skip_special_tokens=True)
     return TextRules(tokenizer, eos, frozenset({int(attrs["mask_id"])}))
 
@@ -196,7 +197,7 @@ def _item_values(task: ItemTask, chunk: Chunk, n: int, steps: int) -> np.ndarray
         for name, inp in definition.inputs.items()
         if isinstance(inp, Channel)
     }
-    values = np.asarray(definition.fn(**inputs, **dict(task.args)), dtype=np.float64)
+    values = np.asarray(definition.fn(**inputs, **_args_of(definition.fn, task.args)), dtype=np.float64)
     expected = (n, len(VIEWS), len(LAYOUTS), steps)
     if values.shape != expected:
         raise ConfigError(f"metric {task.metric!r} returned shape {values.shape}; per-item metrics return (items, views, layouts, steps) = {expected}")
@@ -211,12 +212,18 @@ def _result(bound: Bound, run: _Side, ref: _Side | None, done: Mapping[str, Metr
     tasks = item_tasks(bound)
     if d.level == "dataset":
         inputs = _dataset_inputs(bound, tasks, run, ref)
-        args = {k: v for k, v in bound.args.items() if k in inspect.signature(d.fn).parameters}
-        return MetricResult(bound.name, bound.spec(), np.asarray(d.fn(**inputs, **args), dtype=np.float64))
+        values = d.fn(**inputs, **_args_of(d.fn, tuple(bound.args.items())))
+        return MetricResult(bound.name, bound.spec(), np.asarray(values, dtype=np.float64))
     items = run.values[tasks[0]]
-    shown = d.transform(items, **dict(tasks[0].args)) if d.transform else items
+    shown = d.transform(items, **_args_of(d.transform, tasks[0].args)) if d.transform else items
     ids = list(run.run.splits[tasks[0].split].attrs["item_ids"])
     return MetricResult(bound.name, bound.spec(), mean_over_items(shown), distribution(shown), (ids, shown) if per_item else None)
+
+
+def _args_of(fn: Callable[..., Any], args: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """The binding arguments `fn` takes (a binding's args may serve its inner metrics too)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in args if k in params}
 
 
 def _dataset_inputs(bound: Bound, tasks: Sequence[ItemTask], run: _Side, ref: _Side | None) -> dict[str, Any]:

@@ -11,6 +11,8 @@ Layout, schema 1:
         <field>                        (N, *shape); one inner chunk per item, one shard per B items
       _commits/<split>/<shard:06d>/    a zarr group whose attrs {"trajcache_commit": marker}
                                        commit one shard; written after all of its data
+      _assets/<name>/                  files the run needs to be read alone (the tokenizer), one
+                                       uint8 array each; attrs {"files": {file name: array name}}
 Markers are zarr groups rather than loose JSON files because zarr 3.1.6 warns on every non-zarr
 key it meets while listing members; as groups, plain `tree()` and `members()` stay clean.
 
@@ -58,6 +60,7 @@ __all__ = ["BadShard", "FieldSpec", "Items", "Run", "RunWriter", "SplitLayout", 
 
 SCHEMA = 1
 COMMITS = "_commits"
+ASSETS = "_assets"
 
 
 def _now() -> str:
@@ -127,7 +130,7 @@ class Run:
         self.path = path
         self._root = root
         self.splits: dict[str, SplitLayout] = {
-            name: _read_layout(path, group) for name, group in sorted(root.groups()) if name != COMMITS
+            name: _read_layout(path, group) for name, group in sorted(root.groups()) if name not in (COMMITS, ASSETS)
         }
 
     @property
@@ -172,6 +175,14 @@ class Run:
     def read(self, split: str, field: str, items: Items = None) -> np.ndarray:
         """One field for `items` (all when None), shape (n, *field shape); committed items only."""
         return self.read_many(split, (field,), items)[field]
+
+    def read_asset(self, name: str) -> dict[str, bytes]:
+        """The files stored under `name` by `RunWriter.write_asset`."""
+        key = f"{ASSETS}/{name}"
+        if key not in self._root:
+            raise StoreError(f"{self.path} has no asset {name!r}; re-record the run with this version of trajcache")
+        group = self._root[key]
+        return {file: np.asarray(group[array][:]).tobytes() for file, array in group.attrs["files"].items()}  # type: ignore[union-attr]
 
     def read_many(self, split: str, fields: Sequence[str], items: Items = None) -> dict[str, np.ndarray]:
         """Several fields for the same items, checking the commit markers once."""
@@ -237,6 +248,15 @@ class RunWriter:
             digests[spec.name] = hashlib.sha256(blocks[spec.name].tobytes()).hexdigest()
         marker = {"shard": shard, "items": [rows.start, rows.stop], "sha256": digests, "written": _now()}
         self.run._root.create_group(_marker_key(split, shard), attributes={"trajcache_commit": marker})
+
+    def write_asset(self, name: str, files: Mapping[str, bytes]) -> None:
+        """Store small files under `name` (replacing an earlier copy): a run must be readable alone."""
+        group = self.run._root.require_group(ASSETS).create_group(name, overwrite=True)
+        names = {file: f"f{i}" for i, file in enumerate(sorted(files))}
+        for file, array in names.items():
+            data = np.frombuffer(files[file], dtype=np.uint8)
+            group.create_array(array, shape=data.shape, dtype="uint8", chunks=(max(1, data.size),), fill_value=0)[:] = data
+        group.update_attributes({"files": names})
 
     def _remove_orphans(self, layout: SplitLayout, shard: int) -> None:
         """Delete temporary files a crashed writer of this shard left: LocalStore writes
