@@ -26,6 +26,9 @@ from .selection import confidence, entropy, propose, select, step_schedule
 _PROMPT_BUCKET = 16  # prompt columns are padded to a multiple of this: one graph per bucket
 _ROLE_BUCKET = 4  # label roles likewise (TOFU: answer, paraphrase, 5 perturbed -> 8)
 _INT16_MAX = np.iinfo(np.int16).max  # fixation and commits are stored as int16
+# Graphs one Sampler may build (one per prompt bucket x role bucket; prompts up to ~1000 tokens).
+# With fullgraph=True, dynamo's default limit of 8 is a hard failure, not a fallback.
+_GRAPH_LIMIT = 64
 
 Tables = dict[str, np.ndarray]
 Captures = dict[str, torch.Tensor]
@@ -276,7 +279,8 @@ def _compiled(step: StepFn, device: torch.device) -> StepFn:
     if blocker is not None:
         _warn_eager(blocker)
         return step
-    return torch.compile(step, fullgraph=True, dynamic=False)
+    # isolate_recompiles: every Sampler shares `_denoise_step`'s code object, and so would its limit.
+    return torch.compile(step, fullgraph=True, dynamic=False, recompile_limit=_GRAPH_LIMIT, isolate_recompiles=True)
 
 
 def _compile_blocker(device: torch.device) -> str | None:
