@@ -7,6 +7,7 @@ References are naive: unpadded single-item forwards, Python sorts and Python Spl
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -194,12 +195,12 @@ def test_replay_matches_naive_recomputation(model: DiffusionModel) -> None:
 # -- alignment, batches, seeds -------------------------------------------------------------------
 
 
-class _ShiftedNetwork(torch.nn.Module):
-    """A network whose logit row p is the plain network's row p+1 (Dream-style alignment)."""
+class _WrappedNetwork(torch.nn.Module):
+    """The plain network with its full logits passed through `transform` (B, T, V) -> (B, T, V)."""
 
-    def __init__(self, inner: LlamaForCausalLM) -> None:
+    def __init__(self, inner: LlamaForCausalLM, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
-        self.inner = inner
+        self.inner, self.transform = inner, transform
 
     def get_output_embeddings(self) -> torch.nn.Module:
         return self.inner.get_output_embeddings()
@@ -208,17 +209,27 @@ class _ShiftedNetwork(torch.nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, logits_to_keep: int
     ) -> SimpleNamespace:
         logits = self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
-        shifted = torch.cat([logits[:, 1:], logits[:, :1]], dim=1)
-        return SimpleNamespace(logits=shifted[:, -logits_to_keep:])
+        return SimpleNamespace(logits=self.transform(logits)[:, -logits_to_keep:])
 
 
 def test_shift_alignment_equals_same(model: DiffusionModel) -> None:
+    """Row p of the shifted network is the plain network's row p+1 (Dream-style alignment)."""
     config = SamplerConfig(steps=4, gen_length=8, block_length=4, temperature=1.0)
     plain = _run(model, config)
-    shifted = _run(_model(_ShiftedNetwork(model.network).eval(), alignment="shift"), config)
+    shift = _WrappedNetwork(model.network, lambda logits: torch.cat([logits[:, 1:], logits[:, :1]], dim=1))
+    shifted = _run(_model(shift.eval(), alignment="shift"), config)
     assert plain.keys() == shifted.keys()
     for name in plain:
         np.testing.assert_allclose(shifted[name], plain[name], atol=1e-6, err_msg=name)
+
+
+def test_committed_mask_id_stays_committed(model: DiffusionModel) -> None:
+    """A model that proposes the mask id everywhere still fills the schedule exactly."""
+    config = SamplerConfig(steps=4, gen_length=8, block_length=4)
+    favour_mask = _WrappedNetwork(model.network, lambda logits: logits + 100 * (torch.arange(V) == MASK))
+    tables = _run(_model(favour_mask.eval()), config)
+    assert (tables["tokens"] == MASK).all()
+    assert (tables["commits"] == step_schedule(config)).all()
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

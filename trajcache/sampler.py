@@ -115,6 +115,8 @@ class Sampler:
         ent = entropy(logp)  # (B, L)
         conf = confidence(cfg.remasking, logp, x0, ent, seeds, step)  # (B, L)
         # Only uncommitted positions of the current block; earlier blocks are already full.
+        # "Uncommitted" is fixation < 0, not canvas == mask_id: a committed token stays committed
+        # even when it is the mask id itself (LLaDA would re-select it; here the schedule is exact).
         block_end = (step // (cfg.steps // cfg.blocks) + 1) * cfg.block_length
         eligible = (fixation < 0) & (torch.arange(L, device=canvas.device) < block_end)  # (B, L)
         commit = select(conf, eligible, self._schedule.index_select(0, step.reshape(1)))  # (B, L)
