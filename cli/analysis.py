@@ -178,7 +178,7 @@ def _ci(m: MetricDiff, cell: tuple[int, int, int] | None) -> str:
     return f"[{_fmt(m.interval.low[cell])}, {_fmt(m.interval.high[cell])}]"
 
 
-def _fmt(x: float | int | None) -> str:
+def _fmt(x: float | None) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "-"
     return str(x) if isinstance(x, int) else f"{x:.6g}"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given
-from matplotlib.axes import Axes
 from hypothesis import strategies as st
+from matplotlib.axes import Axes
 from typer.testing import CliRunner
 
 from cli.main import app

@@ -88,11 +88,14 @@ class ResultsComparison:
     a: Results
     b: Results
     tol: float
-    steps: tuple[int, int]  # (A's, B's) steps
     aligned: str | None  # how steps were matched, when one side has a single step
     metrics: dict[str, MetricDiff]
     only_in_a: tuple[str, ...]
     only_in_b: tuple[str, ...]
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        return self.a.steps, self.b.steps
 
     @property
     def same_run(self) -> bool:
@@ -114,18 +117,11 @@ class ResultsComparison:
         return notes
 
     def to_dict(self) -> dict[str, Any]:
+        sides = {side: {"path": str(path), "run": r.run, "reference": r.reference, "steps": r.steps} for side, path, r in (("a", self.a_path, self.a), ("b", self.b_path, self.b))}
         return {
-            "kind": "results",
-            "a": {"path": str(self.a_path), "run": self.a.run, "reference": self.a.reference, "steps": self.steps[0]},
-            "b": {"path": str(self.b_path), "run": self.b.run, "reference": self.b.reference, "steps": self.steps[1]},
-            "notes": self.notes(),
-            "tol": self.tol,
-            "exceeds": self.exceeds,
-            "views": list(VIEWS),
-            "layouts": list(LAYOUTS),
-            "metrics": {name: _metric_dict(m) for name, m in self.metrics.items()},
-            "only_in_a": list(self.only_in_a),
-            "only_in_b": list(self.only_in_b),
+            "kind": "results", **sides, "notes": self.notes(), "tol": _tol_json(self.tol), "exceeds": self.exceeds,
+            "views": list(VIEWS), "layouts": list(LAYOUTS), "metrics": {name: _metric_dict(m) for name, m in self.metrics.items()},
+            "only_in_a": list(self.only_in_a), "only_in_b": list(self.only_in_b),
         }
 
 
@@ -155,7 +151,6 @@ def compare_results(
         a=a,
         b=b,
         tol=tol,
-        steps=(a.steps, b.steps),
         aligned=aligned,
         metrics=diffs,
         only_in_a=tuple(n for n in names if n not in b.metrics),
@@ -219,7 +214,7 @@ def _metric_diff(
 
 
 def _equal(a: FloatArray, b: FloatArray) -> BoolArray:
-    return (a == b) | (np.isnan(a) & np.isnan(b))
+    return np.asarray((a == b) | (np.isnan(a) & np.isnan(b)), dtype=bool)
 
 
 def _interval(a: MetricResult, b: MetricResult, select_a: slice, select_b: slice) -> Interval | None:
@@ -274,22 +269,18 @@ def _number(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _tol_json(tol: float | None) -> float | str | None:
+    """The tolerance as JSON: a number, "inf" (JSON has no infinity), or null when none was given."""
+    return tol if tol is None or math.isfinite(tol) else str(tol)
+
+
 def _metric_dict(m: MetricDiff) -> dict[str, Any]:
-    interval = None
-    if m.interval is not None:
-        i = m.interval
-        interval = {"low": _grid(i.low), "high": _grid(i.high), "items": i.items, "resamples": i.resamples, "seed": i.seed}
+    i = m.interval
+    interval = None if i is None else {"low": _grid(i.low), "high": _grid(i.high), "items": i.items, "resamples": i.resamples, "seed": i.seed}
     return {
-        "a": _grid(m.a),
-        "b": _grid(m.b),
-        "diff": _grid(m.diff),
-        "compared": _grid(m.compared),
-        "exceeding": _grid(m.exceeding),
-        "max_abs_diff": _number(m.max_abs_diff),
-        "n_exceeding": int(m.exceeding.sum()),
-        "nan_mismatches": m.nan_mismatches,
-        "spec_changes": {k: list(v) for k, v in m.spec_changes.items()},
-        "bootstrap": interval,
+        "a": _grid(m.a), "b": _grid(m.b), "diff": _grid(m.diff), "compared": _grid(m.compared), "exceeding": _grid(m.exceeding),
+        "max_abs_diff": _number(m.max_abs_diff), "n_exceeding": int(m.exceeding.sum()), "nan_mismatches": m.nan_mismatches,
+        "spec_changes": {k: list(v) for k, v in m.spec_changes.items()}, "bootstrap": interval,
     }
 
 
@@ -360,7 +351,7 @@ class RunComparison:
         return {
             "kind": "runs", "a": {"path": str(self.a_path), "fingerprint": self.a_fingerprint},
             "b": {"path": str(self.b_path), "fingerprint": self.b_fingerprint}, "notes": list(self.notes),
-            "tol": self.tol, "exceeds": self.exceeds, "max_logp_diff": _number(self.max_logp_diff),
+            "tol": _tol_json(self.tol), "exceeds": self.exceeds, "max_logp_diff": _number(self.max_logp_diff),
             "splits": splits, "only_in_a": list(self.only_in_a), "only_in_b": list(self.only_in_b),
         }
 

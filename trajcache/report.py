@@ -18,13 +18,12 @@ matplotlib.use("Agg")  # files only, no display; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .compare import ResultsComparison, RunComparison  # noqa: E402
 from .results import MetricResult, Results  # noqa: E402
 from .trajectories import LAYOUTS, VIEWS  # noqa: E402
-
-_COLORS = plt.get_cmap("tab10").colors
 
 
 def plot_results(results: Results, out_dir: Path) -> list[Path]:
@@ -70,7 +69,7 @@ def plot_run_comparison(comparison: RunComparison, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (name, split) in enumerate(comparison.splits.items()):
         if split.agreement is not None:
-            ax.plot(np.arange(split.agreement.shape[0]), split.agreement, color=_COLORS[i % 10], label=name)
+            ax.plot(np.arange(split.agreement.shape[0]), split.agreement, color=f"C{i % 10}", label=name)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("token agreement")
     ax.set_title(f"canvas agreement per step (A {comparison.a_fingerprint[:12]}, B {comparison.b_fingerprint[:12]})")
@@ -96,7 +95,7 @@ def _curves(ax: Axes, m: MetricResult, v: int, x: np.ndarray, prefix: str, style
         values = m.values[v, j]  # (S,)
         if np.isnan(values).all():
             continue
-        color = _COLORS[j % 10]
+        color = f"C{j % 10}"
         marker = style[1] if x.shape[0] == 1 else None
         ax.plot(x, values, style[0], color=color, marker=marker, label=f"{prefix}{layout}")
         if low is None or high is None:
@@ -107,7 +106,7 @@ def _curves(ax: Axes, m: MetricResult, v: int, x: np.ndarray, prefix: str, style
             ax.fill_between(x, low[v, j], high[v, j], color=color, alpha=0.15, linewidth=0)
 
 
-def _save(fig: plt.Figure, ax: Axes, path: Path) -> Path:
+def _save(fig: Figure, ax: Axes, path: Path) -> Path:
     ax.set_xlabel("report step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
