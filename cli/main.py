@@ -118,15 +118,20 @@ def score(
     plot: Annotated[Optional[Path], typer.Option(help="Write per-step PNG curves into this folder.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing results file.")] = False,
     model: Annotated[Optional[str], typer.Option(help="Find the run for this model in the cache.")] = None,
+    reference_model: Annotated[Optional[str], typer.Option(help="Find the reference run for this model in the cache.")] = None,
     suite: SuiteOpt = "tofu",
     cache_dir: CacheOpt = None,
-    record_missing: Annotated[bool, typer.Option(help="With --model: record the run first if the cache lacks it.")] = False,
+    record_missing: Annotated[bool, typer.Option(help="With --model: record runs the cache lacks first.")] = False,
 ) -> None:
     """Compute metrics from a recorded run, without the model."""
     with user_errors():
         if metrics and all_metrics:
             raise ConfigError("pass either --metrics or --all, not both")
+        if reference and reference_model:
+            raise ConfigError("pass either --reference or --reference-model, not both")
         path = run or _cached_run(model, suite, cache_dir, record_missing)
+        if reference_model:
+            reference = _cached_run(reference_model, suite, cache_dir, record_missing)
         if output and output.exists() and not overwrite:
             raise ConfigError(f"{output} exists; pass --overwrite to replace it")
         request = ScoreRequest(path, _csv(metrics), reference, tuple(plugin), per_item)
