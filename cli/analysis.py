@@ -15,7 +15,7 @@ from trajcache.results import read_results, write_results
 from trajcache.tofu_import import import_tofu_logs
 from trajcache.trajectories import LAYOUTS, VIEWS
 
-from .render import console, kv_table, results_table, user_errors
+from .render import console, err_console, kv_table, results_table, user_errors
 
 DETAIL_ROWS = 40  # exceeding cells listed in the table; --json has every cell
 
@@ -47,7 +47,7 @@ def compare(
     else:
         _print_runs(comparison)
     for path in written:
-        console.print(f"wrote {path}")
+        (err_console if as_json else console).print(f"wrote {path}")  # stdout stays pure JSON
     raise typer.Exit(1 if comparison.exceeds else 0)
 
 
@@ -102,8 +102,9 @@ def _print_results(c: ResultsComparison) -> None:
     if c.exceeds:
         console.print(_detail(c))
     for name, m in c.metrics.items():
-        for key, (old, new) in m.spec_changes.items():
-            console.print(f"[yellow]{name}[/yellow]: {key} differs: A {old!r} vs B {new!r}")
+        if m.spec_changes:
+            changes = ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in m.spec_changes.items())
+            console.print(f"[yellow]{name}[/yellow] computed by other code: {changes}")
     for side, names in (("A", c.only_in_a), ("B", c.only_in_b)):
         if names:
             console.print(f"[yellow]only in {side}[/yellow] (not compared): {', '.join(names)}")

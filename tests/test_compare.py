@@ -160,6 +160,8 @@ def test_provenance_differences_are_stated(pair: tuple[Results, Results]) -> Non
     assert c.notes()[0] == f"different runs: A {FP_A[:12]} vs B {FP_B[:12]}"
     assert c.metrics["rouge"].spec_changes == {"version": (1, 2), "code": ("code-v1", "code-v2")}
     assert c.metrics["probability"].spec_changes == {}
+    moved = _results({"rouge": MetricResult("rouge", {**a.metrics["rouge"].spec, "module": "plugin"}, a.metrics["rouge"].values)})
+    assert compare_results(_results({"rouge": a.metrics["rouge"]}), moved).metrics["rouge"].spec_changes == {}  # only version/code count
     assert compare_results(a, b).notes() == [f"same run {FP_A[:12]}"]
 
 
@@ -316,7 +318,7 @@ def test_cli_runs_table_and_json(runs: tuple[Path, Path], tmp_path: Path) -> Non
     assert table.exit_code == 0, table.output
     assert "forget" in table.output and "temperature" in table.output and "t0: 1.000  t1: 0.875  t2: 0.875" in table.output
     assert (tmp_path / "plots" / "compare.token_agreement.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    doc = json.loads(runner.invoke(app, ["compare", *map(str, runs), "--json"]).stdout)
+    doc = json.loads(runner.invoke(app, ["compare", *map(str, runs), "--json", "--plot", str(tmp_path / "plots")]).stdout)
     assert doc["kind"] == "runs" and doc["splits"]["forget"]["agreement"] == [1.0, 0.875, 0.875]
     assert doc["splits"]["forget"]["first_divergence"] == {"min": 1, "median": 1.0, "never": 1}
     assert runner.invoke(app, ["compare", *map(str, runs), "--metrics", "x"]).exit_code == 2

@@ -31,6 +31,7 @@ DEFAULT_TOL = 1e-9  # results of the same code on the same run agree to float64 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0  # fixed, so that a comparison prints the same interval every time
 CONFIDENCE = 0.95
+SPEC_KEYS = ("version", "code")  # what tells two implementations of a metric apart (registry spec)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class MetricDiff:
     b: FloatArray  # (V, Y, S')
     compared: BoolArray  # (V, Y, S')
     exceeding: BoolArray  # (V, Y, S') compared cells that differ by more than the tolerance
-    spec_changes: dict[str, tuple[Any, Any]]  # spec key (version, code, ...) -> (A's, B's)
+    spec_changes: dict[str, tuple[Any, Any]]  # SPEC_KEYS that differ -> (A's, B's)
     interval: Interval | None
 
     @property
@@ -207,8 +208,7 @@ def _metric_diff(
     compared = ~np.isnan(one_step) if aligned else np.ones(va.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
         exceeding = compared & ~_equal(va, vb) & ~(np.abs(vb - va) <= tol)
-    keys = sorted(set(a.spec) | set(b.spec))
-    changes = {k: (a.spec.get(k), b.spec.get(k)) for k in keys if a.spec.get(k) != b.spec.get(k)}
+    changes = {k: (a.spec.get(k), b.spec.get(k)) for k in SPEC_KEYS if a.spec.get(k) != b.spec.get(k)}
     interval = _interval(a, b, select_a, select_b) if paired else None
     return MetricDiff(a.name, va, vb, compared, exceeding, changes, interval)
 
