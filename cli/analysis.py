@@ -28,8 +28,8 @@ def register(app: typer.Typer) -> None:
 
 
 def compare(
-    a: Annotated[Path, typer.Argument(help="A results file (score -o) or a run (RUN.zarr).")],
-    b: Annotated[Path, typer.Argument(help="Of the same kind as A.")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="A results file (score -o) or a run (RUN.zarr).")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="Of the same kind as A.")],
     tol: Annotated[Optional[float], typer.Option(help="Largest allowed |B - A| (results: default 1e-9; runs: label log-probs, unchecked unless given).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write per-step PNG curves of A and B into this folder.")] = None,
