@@ -143,6 +143,7 @@ def _split_layout(split: Split, encoded: Sequence[EncodedItem], sampler: Sampler
         "L": sampler.gen_length,
         "J": len(split.roles),
         "K": capture.top_k,
+        "V": vocab,
         "sampler": sampler.to_dict(),
         "capture": capture.to_dict(),
         "mask_id": mask_id,
