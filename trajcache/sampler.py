@@ -9,6 +9,7 @@ roles to a multiple of 4) so a run builds few graphs. Knows nothing of metrics, 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -281,8 +282,19 @@ def _compiled(step: StepFn, device: torch.device) -> StepFn:
     if blocker is not None:
         _warn_eager(blocker)
         return step
-    # isolate_recompiles: every Sampler shares `_denoise_step`'s code object, and so would its limit.
-    return torch.compile(step, fullgraph=True, dynamic=False, recompile_limit=_GRAPH_LIMIT, isolate_recompiles=True)
+    return torch.compile(step, fullgraph=True, dynamic=False, **_recompile_options())
+
+
+def _recompile_options() -> dict[str, object]:
+    """Allow `_GRAPH_LIMIT` graphs per Sampler. Every Sampler shares `_denoise_step`'s code object,
+    so torch >= 2.13 isolates each compile's limit; older torch has one process-wide limit to raise."""
+    if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
+        return {"recompile_limit": _GRAPH_LIMIT, "isolate_recompiles": True}
+    for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), _GRAPH_LIMIT))
+            break
+    return {}
 
 
 def _compile_blocker(device: torch.device) -> str | None:
