@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from trajcache.results import Results, read_results, write_results
-from trajcache.tofu_import import FORGET_METRICS, import_tofu_logs, item_values, logs_fingerprint
+from trajcache.tofu_import import FORGET_METRICS, import_tofu_logs, logs_fingerprint
+from trajcache.tofu_logs import item_values
 from trajcache.tofu_logs import SPLIT_FILES, UTILITY_COMPONENTS, read_eval_logs, tofu_log_metrics
 from trajcache.trajectories import LAYOUTS, VIEWS
 

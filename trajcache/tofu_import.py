@@ -18,9 +18,8 @@ from numpy.typing import NDArray
 
 from . import tofu_logs
 from .metrics.aggregate import distribution
-from .metrics.likelihood import probability, probability_normalised, truth_ratio_closer_to_1, truth_ratio_true_better
 from .results import MetricResult, Results
-from .tofu_logs import SPLIT_FILES, UTILITY_COMPONENTS, TofuLogs, TofuSplitLog, read_eval_logs, tofu_log_metrics
+from .tofu_logs import SPLIT_FILES, UTILITY_COMPONENTS, item_values, read_eval_logs, tofu_log_metrics
 from .trajectories import LAYOUTS, VIEWS
 
 FloatArray = NDArray[np.float64]
@@ -50,29 +49,6 @@ def import_tofu_logs(folder: Path, reference: Path | None = None) -> Results:
     run = {"path": str(folder), "fingerprint": logs_fingerprint(folder)}
     ref = {"path": str(reference), "fingerprint": logs_fingerprint(Path(reference))} if reference is not None else None
     return Results(run, ref, 1, metrics, (IMPORT_NOTE,))
-
-
-def item_values(logs: TofuLogs) -> dict[str, FloatArray]:
-    """Per-item values (N,) whose means are `tofu_log_metrics`' item-level numbers, by metric name."""
-    out = {
-        "forget_Q_A_Prob": probability(logs.forget.avg_gt_loss),
-        "forget_Q_A_ROUGE": logs.forget.rougeL_recall,
-        "forget_truth_ratio": truth_ratio_closer_to_1(logs.forget.truth_ratio),
-        "retain_Q_A_Prob": probability(logs.retain.avg_gt_loss),
-        "retain_Q_A_ROUGE": logs.retain.rougeL_recall,
-        "retain_Truth_Ratio": truth_ratio_true_better(logs.retain.truth_ratio),
-    }
-    for prefix, split in (("ra", logs.real_authors), ("wf", logs.world_facts)):
-        out.update(_option_split(prefix, split))
-    return out
-
-
-def _option_split(prefix: str, split: TofuSplitLog) -> dict[str, FloatArray]:
-    return {
-        f"{prefix}_Q_A_Prob_normalised": probability_normalised(split.avg_gt_loss, split.average_perturb_loss),
-        f"{prefix}_Q_A_ROUGE": split.rougeL_recall,
-        f"{prefix}_Truth_Ratio": truth_ratio_true_better(split.truth_ratio),
-    }
 
 
 def _metric(name: str, value: float, per_item: FloatArray | None) -> MetricResult:

@@ -186,25 +186,30 @@ def _generated_text(path: Path, index: str, value: object) -> list[str]:
     return list(value)
 
 
-def tofu_log_metrics(logs: TofuLogs, reference: TofuLogs | None = None) -> dict[str, float]:
-    """TOFU's aggregate numbers from its logs; `forget_quality` needs the retain model's `reference`.
+def item_values(logs: TofuLogs) -> dict[str, FloatArray]:
+    """Per-item values (N,) of TOFU's item-level metrics, by name; their means are TOFU's numbers.
 
-    Follows TOFU's `aggregate_stat_eval.py`: Prob from `avg_gt_loss`, ROUGE = mean rougeL_recall,
+    Follows TOFU's `aggregate_stat_eval.py`: Prob from `avg_gt_loss`, ROUGE = rougeL_recall,
     truth ratios from `avg_paraphrased_loss` vs `average_perturb_loss` on every split.
     """
     values = {
-        "forget_Q_A_Prob": _mean(probability(logs.forget.avg_gt_loss)),
-        "forget_Q_A_ROUGE": _mean(logs.forget.rougeL_recall),
-        "forget_truth_ratio": _mean(truth_ratio_closer_to_1(logs.forget.truth_ratio)),
-        "retain_Q_A_Prob": _mean(probability(logs.retain.avg_gt_loss)),
-        "retain_Q_A_ROUGE": _mean(logs.retain.rougeL_recall),
-        "retain_Truth_Ratio": _mean(truth_ratio_true_better(logs.retain.truth_ratio)),
+        "forget_Q_A_Prob": probability(logs.forget.avg_gt_loss),
+        "forget_Q_A_ROUGE": logs.forget.rougeL_recall,
+        "forget_truth_ratio": truth_ratio_closer_to_1(logs.forget.truth_ratio),
+        "retain_Q_A_Prob": probability(logs.retain.avg_gt_loss),
+        "retain_Q_A_ROUGE": logs.retain.rougeL_recall,
+        "retain_Truth_Ratio": truth_ratio_true_better(logs.retain.truth_ratio),
     }
     for prefix, split in (("ra", logs.real_authors), ("wf", logs.world_facts)):
-        normalised = probability_normalised(split.avg_gt_loss, split.average_perturb_loss)
-        values[f"{prefix}_Q_A_Prob_normalised"] = _mean(normalised)
-        values[f"{prefix}_Q_A_ROUGE"] = _mean(split.rougeL_recall)
-        values[f"{prefix}_Truth_Ratio"] = _mean(truth_ratio_true_better(split.truth_ratio))
+        values[f"{prefix}_Q_A_Prob_normalised"] = probability_normalised(split.avg_gt_loss, split.average_perturb_loss)
+        values[f"{prefix}_Q_A_ROUGE"] = split.rougeL_recall
+        values[f"{prefix}_Truth_Ratio"] = truth_ratio_true_better(split.truth_ratio)
+    return values
+
+
+def tofu_log_metrics(logs: TofuLogs, reference: TofuLogs | None = None) -> dict[str, float]:
+    """TOFU's aggregate numbers from its logs; `forget_quality` needs the retain model's `reference`."""
+    values = {name: _mean(per_item) for name, per_item in item_values(logs).items()}
     values["model_utility"] = float(model_utility([values[name] for name in UTILITY_COMPONENTS]))
     if reference is not None:
         quality = forget_quality(logs.forget.truth_ratio, reference.forget.truth_ratio)
