@@ -175,7 +175,7 @@ def check_inputs(task: ItemTask, splits: Mapping[str, SplitInfo], where: str) ->
                 f"metric {task.metric!r} needs role {role!r} of split {task.split!r}, which {where} lacks "
                 f"(roles: {list(info.roles)}); its source needs that answer field"
             )
-    missing = sorted(needed_fields(task) - info.fields - {"x0"})
+    missing = sorted(needed_fields(task) - info.fields)
     if missing:
         flags = "; ".join(f"{f}: record with {FIELD_FLAGS[f]}" for f in missing if f in FIELD_FLAGS)
         raise MissingInputError(

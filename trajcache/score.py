@@ -12,6 +12,7 @@ import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,13 @@ class ScoreRequest:
 class _Side:
     """One opened run (the run or the reference) and the per-item values computed on it."""
 
+    name: str  # "run" | "reference", as in ItemTask.side
     run: Run
     values: dict[ItemTask, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        return load_tokenizer(self.run.read_asset("tokenizer"))
 
     @property
     def splits(self) -> dict[str, SplitInfo]:
@@ -74,17 +80,17 @@ def load_plugins(paths: Sequence[Path]) -> None:
 
 def score_run(request: ScoreRequest, progress: Progress | None = None) -> Results:
     load_plugins(request.plugins)
-    run = _Side(open_run(request.run))
-    ref = _Side(open_run(request.reference)) if request.reference else None
+    run = _Side("run", open_run(request.run))
+    ref = _Side("reference", open_run(request.reference)) if request.reference else None
     suite = request.suite or SuiteConfig.from_dict(run.run.provenance["suite"])
     requested = bind(request.metrics, suite, run.splits)
     every = _with_components(requested, suite, run.splits)
     warnings: list[str] = []
     skipped: dict[str, str] = {}
     every, tasks = _plan_tasks(every, run, ref, request.metrics is not None, warnings, skipped)
-    for side, label in ((run, "the run"), (ref, "the reference")):
+    for side in (run, ref):
         if side is not None:
-            _compute_side(side, [t for t in tasks if t.side == ("run" if side is run else "reference")], request.chunk_items, progress)
+            _compute_side(side, [t for t in tasks if t.side == side.name], request.chunk_items, progress)
     values: dict[str, MetricResult] = {}
     for bound in every:
         values[bound.name] = _result(bound, run, ref, values, request.per_item)
@@ -159,11 +165,10 @@ def _check_reference(run: _Side, ref: _Side, splits: set[str]) -> None:
             raise MissingInputError(f"the reference run's split {split!r} was sampled with another config ({detail})")
 
 
-def _text_rules(run: Run, split: str) -> TextRules:
-    attrs = run.splits[split].attrs
-    tokenizer = load_tokenizer(run.read_asset("tokenizer"))
-    eos = tokenizer.decode([attrs["eos_id"]], skip_special_tokens=True)
-    return TextRules(tokenizer, eos, frozenset({int(attrs["mask_id"])}))
+def _text_rules(side: _Side, split: str) -> TextRules:
+    attrs = side.run.splits[split].attrs
+    eos = side.tokenizer.decode([attrs["eos_id"]], skip_special_tokens=True)
+    return TextRules(side.tokenizer, eos, frozenset({int(attrs["mask_id"])}))
 
 
 def _compute_side(side: _Side, tasks: Sequence[ItemTask], chunk_items: int, progress: Progress | None) -> None:
@@ -176,7 +181,7 @@ def _compute_side(side: _Side, tasks: Sequence[ItemTask], chunk_items: int, prog
         wants_text = any(i.kind in ("rouge1", "rougeL") for t in split_tasks for i in get_metric(t.metric).inputs.values() if isinstance(i, Channel))
         if wants_text and "x0" in {f.name for f in info.fields}:
             fields.add("x0")
-        text = _text_rules(side.run, split) if wants_text else None
+        text = _text_rules(side, split) if wants_text else None
         n, steps = info.n_items, int(info.attrs["S"])
         out = {t: np.full((n, len(VIEWS), len(LAYOUTS), steps), np.nan) for t in split_tasks}
         for start in range(0, n, chunk_items):
@@ -186,7 +191,7 @@ def _compute_side(side: _Side, tasks: Sequence[ItemTask], chunk_items: int, prog
             for task in split_tasks:
                 out[task][rows] = _item_values(task, chunk, rows.stop - rows.start, steps)
             if progress:
-                progress(split, rows.stop, n)
+                progress(split if side.name == "run" else f"{split} (reference)", rows.stop, n)
         side.values.update(out)
 
 
