@@ -3,7 +3,7 @@
 One denoising step (forward, float32 log-softmax, captures, selection, commit) is one function,
 compiled whole with `torch.compile(fullgraph=True, dynamic=False)` or run eagerly: the same code
 either way. Shapes are padded to buckets (batch to `batch_size`, prompt to a multiple of 16, label
-roles to a multiple of 4) so a run builds few graphs. Knows nothing of metrics, stores or datasets.
+roles to a multiple of 8) so a run builds few graphs. Knows nothing of metrics, stores or datasets.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .models import DiffusionModel
 from .selection import confidence, entropy, propose, select, step_schedule
 
 _PROMPT_BUCKET = 16  # prompt columns are padded to a multiple of this: one graph per bucket
-_ROLE_BUCKET = 4  # label roles likewise (TOFU: answer, paraphrase, 5 perturbed -> 8)
+_ROLE_BUCKET = 8  # label roles likewise: one bucket covers every TOFU split (answer, paraphrase, 5 perturbed)
 _INT16_MAX = np.iinfo(np.int16).max  # fixation and commits are stored as int16
 # Graphs one Sampler may build (one per prompt bucket x role bucket; prompts up to ~1000 tokens).
 # With fullgraph=True, dynamo's default limit of 8 is a hard failure, not a fallback.
