@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from transformers.utils import logging as hf_logging
 
 from trajcache.config import CaptureConfig
 from trajcache.errors import ConfigError
@@ -79,6 +80,7 @@ def record(
         "steps": steps, "gen_length": gen_length, "block_length": block_length, "temperature": temperature,
         "remasking": remasking, "cfg_scale": cfg_scale, "mode": mode, "target_role": target_role, "seed": seed,
     }
+    hf_logging.disable_progress_bar()  # the split bars below are the progress to show
     with user_errors():
         request = RecordRequest(
             model=ModelRequest(model, preset, mask_token_id, alignment, dtype, device, trust_remote_code),
