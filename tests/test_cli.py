@@ -37,6 +37,13 @@ def test_bad_flag_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "r.zarr").exists()
 
 
+def test_labels_longer_than_the_canvas_are_refused_before_any_store(tmp_path: Path) -> None:
+    out = tmp_path / "r.zarr"
+    result = runner.invoke(app, ["record", "--gen-length", "8", "--block-length", "8", "--steps", "8", "--limit", "1", "--out", str(out), "--no-compile"])
+    assert result.exit_code == 2 and "more than --gen-length 8; raise --gen-length" in _error_line(result)
+    assert not out.exists()
+
+
 def test_malformed_dataset_row_names_file_row_and_field(tmp_path: Path) -> None:
     bad = tmp_path / "forget.json"
     bad.write_text('{"question": "Q?", "answer": "A.", "paraphrased_answer": "P.", "perturbed_answer": ["x"]}\n{"question": "Q2?"}\n')

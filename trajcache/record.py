@@ -132,7 +132,7 @@ def split_fields(sampler: SamplerConfig, capture: CaptureConfig, roles: int, voc
     return tuple(specs)
 
 
-def _split_layout(split: Split, encoded: Sequence[EncodedItem], sampler: SamplerConfig, capture: CaptureConfig, model: DiffusionModel, shard_size: int) -> SplitLayout:
+def _split_layout(split: Split, sampler: SamplerConfig, capture: CaptureConfig, model: DiffusionModel, shard_size: int) -> SplitLayout:
     vocab, mask_id, eos_id = model.vocab_size, model.mask_id, model.eos_id
     attrs = {
         "item_ids": [i.id for i in split.items],
@@ -150,23 +150,21 @@ def _split_layout(split: Split, encoded: Sequence[EncodedItem], sampler: Sampler
         "eos_id": eos_id,
     }
     fields_ = split_fields(sampler, capture, len(split.roles), vocab)
-    return SplitLayout(split.name, len(encoded), fields_, attrs, shard_size)
+    return SplitLayout(split.name, len(split.items), fields_, attrs, shard_size)
 
 
-def _record_shard(sampler: Sampler, encoded: Sequence[EncodedItem], labels: np.ndarray, seeds: np.ndarray, target: int | None, batch_size: int) -> dict[str, np.ndarray]:
-    """Sample one shard's items in batches and stack the tables (first axis = shard items)."""
-    parts: list[dict[str, np.ndarray]] = []
-    for start in range(0, len(encoded), batch_size):
-        stop = min(start + batch_size, len(encoded))
-        prompts = [e.prompt_ids for e in encoded[start:stop]]
-        targets = labels[start:stop, target] if target is not None else None
-        tables = sampler.run(prompts, labels[start:stop], seeds[start:stop], targets)
-        tables["labels"] = labels[start:stop]
-        parts.append(tables)
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+@dataclass(frozen=True)
+class _SplitInputs:
+    """A split's sampler inputs, all validated before the store is created (no half-written runs)."""
+
+    split: Split
+    encoded: list[EncodedItem]
+    labels: np.ndarray  # (N, J, L) int32
+    seeds: np.ndarray  # (N,) int64
+    target: int | None  # label row written at chosen positions in guided mode
 
 
-def _record_split(writer: RunWriter, sampler: Sampler, split: Split, encoded: Sequence[EncodedItem], config: SamplerConfig, request: RecordRequest, progress: Progress | None) -> int:
+def _split_inputs(split: Split, encoded: list[EncodedItem], config: SamplerConfig) -> _SplitInputs:
     labels = _labels(encoded, split.roles, config.gen_length)
     seeds = np.array([item_seed(config.seed, i.id) for i in split.items], dtype=np.int64)
     target = None
@@ -174,18 +172,35 @@ def _record_split(writer: RunWriter, sampler: Sampler, split: Split, encoded: Se
         if config.target_role not in split.roles:
             raise ConfigError(f"--target-role {config.target_role!r} is not a role of split {split.name!r}; roles: {list(split.roles)}")
         target = split.roles.index(config.target_role)
-    pending = writer.pending_shards(split.name)
-    done = len(encoded) - sum(len(writer.shard_items(split.name, k)) for k in pending)
+    return _SplitInputs(split, encoded, labels, seeds, target)
+
+
+def _record_shard(sampler: Sampler, inputs: _SplitInputs, rows: range, batch_size: int) -> dict[str, np.ndarray]:
+    """Sample one shard's items in batches and stack the tables (first axis = shard items)."""
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(rows.start, rows.stop, batch_size):
+        batch = slice(start, min(start + batch_size, rows.stop))
+        prompts = [e.prompt_ids for e in inputs.encoded[batch]]
+        targets = inputs.labels[batch, inputs.target] if inputs.target is not None else None
+        tables = sampler.run(prompts, inputs.labels[batch], inputs.seeds[batch], targets)
+        tables["labels"] = inputs.labels[batch]
+        parts.append(tables)
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _record_split(writer: RunWriter, sampler: Sampler, inputs: _SplitInputs, batch_size: int, progress: Progress | None) -> int:
+    """Sample and commit every pending shard of one split; returns the number of items sampled."""
+    name, total = inputs.split.name, len(inputs.encoded)
+    pending = {k: writer.shard_items(name, k) for k in writer.pending_shards(name)}
+    done = total - sum(len(rows) for rows in pending.values())
     if progress:
-        progress(split.name, done, len(encoded))
-    for shard in pending:
-        rows = writer.shard_items(split.name, shard)
-        tables = _record_shard(sampler, encoded[rows.start : rows.stop], labels[rows.start : rows.stop], seeds[rows.start : rows.stop], target, request.batch_size)
-        writer.write_shard(split.name, shard, tables)
+        progress(name, done, total)
+    for shard, rows in pending.items():
+        writer.write_shard(name, shard, _record_shard(sampler, inputs, rows, batch_size))
         done += len(rows)
         if progress:
-            progress(split.name, done, len(encoded))
-    return sum(len(writer.shard_items(split.name, k)) for k in pending)
+            progress(name, done, total)
+    return sum(len(rows) for rows in pending.values())
 
 
 def resolve_inputs(request: RecordRequest) -> tuple[SuiteConfig, list[Split], DiffusionModel, SamplerConfig]:
@@ -234,12 +249,12 @@ def record_run(request: RecordRequest, progress: Progress | None = None) -> Reco
     items = {s.name: len(s.items) for s in plan.splits}
     if not request.overwrite and plan.path.exists() and _is_complete(plan.path, plan.fingerprint):
         return RecordSummary(plan.path, plan.fingerprint, True, items, 0, 0.0)
-    encoded = {s.name: encode_split(s, model.tokenizer, plan.suite.prompt_template) for s in plan.splits}
-    layouts = [_split_layout(s, encoded[s.name], config, request.capture, model, request.shard_size) for s in plan.splits]
+    inputs = [_split_inputs(s, encode_split(s, model.tokenizer, plan.suite.prompt_template), config) for s in plan.splits]
+    sampler = Sampler(model, config, request.capture, compile=request.compile, batch_size=request.batch_size)
+    layouts = [_split_layout(i.split, config, request.capture, model, request.shard_size) for i in inputs]
     writer = create_run(plan.path, plan.fingerprint, _provenance(request, plan.suite, model, config), layouts, overwrite=request.overwrite)
     writer.write_asset("tokenizer", tokenizer_files(model.tokenizer))
-    sampler = Sampler(model, config, request.capture, compile=request.compile, batch_size=request.batch_size)
-    sampled = sum(_record_split(writer, sampler, s, encoded[s.name], config, request, progress) for s in plan.splits)
+    sampled = sum(_record_split(writer, sampler, i, request.batch_size, progress) for i in inputs)
     writer.finalize()
     return RecordSummary(plan.path, plan.fingerprint, False, items, sampled, time.perf_counter() - started)
 
