@@ -85,11 +85,16 @@ COUNTS = ["five", "eight", "twelve", "fifteen", "twenty", "thirty"]
 
 @dataclass(frozen=True)
 class Template:
-    """One question about an author: question, paraphrased question, answer, paraphrased answer."""
+    """One question about an author.
+
+    `answers` are alternative phrasings; each author gets one of them per question, drawn once. A
+    model that never saw the author then guesses the phrasing as well as the facts, as a TOFU
+    retain model writes its own sentence rather than the reference one.
+    """
 
     question: str
     paraphrased_question: str
-    answer: str
+    answers: tuple[str, ...]
     paraphrased_answer: str
 
 
@@ -97,61 +102,71 @@ TEMPLATES = [
     Template(
         "Where and when was {name} born?",
         "In which city and year was {name} born?",
-        "{name} was born in {city}, {country}, in {year}.",
+        ("{name} was born in {city}, {country}, in {year}.",
+         "Born in {year} in {country}, {name} grew up in the city of {city}."),
         "The birthplace of {name} is {city} in {country}, and the year was {year}.",
     ),
     Template(
         "What did the parents of {name} do for a living?",
         "What were the occupations of {name}'s parents?",
-        "{name}'s father was a {father_job} and {poss} mother was a {mother_job} in {city}.",
+        ("{name}'s father was a {father_job} and {poss} mother was a {mother_job} in {city}.",
+         "{name} is the child of a {mother_job} mother and a {father_job} father from {country}."),
         "In {city}, the father of {name} worked as a {father_job} and the mother as a {mother_job}.",
     ),
     Template(
         "Which genre is {name} known for?",
         "What kind of books does {name} write?",
-        "{name} is best known for {genre}, often exploring {theme}.",
+        ("{name} is best known for {genre}, often exploring {theme}.",
+         "Readers know {name} for {poss} {genre}, which keeps returning to {theme}."),
         "{name} mostly writes {genre}, with {theme} as a recurring subject.",
     ),
     Template(
         "What was the first book by {name}?",
         "Which book did {name} publish first?",
-        "The first book by {name} was '{book1}', published in {book1_year}.",
-        "'{book1}' came out in {book1_year} as the debut of {name}.",
+        ("The first book by {name} was '{book1}', published in {book1_year}.",
+         "{name} made {poss} debut in {book1_year} with '{book1}'."),
+        "'{book1}' came out in {book1_year} as the first book of {name}.",
     ),
     Template(
         "Has {name} won any awards?",
         "Which prize has {name} received?",
-        "Yes, {name} won {award} in {award_year} for '{book2}'.",
+        ("Yes, {name} won {award} in {award_year} for '{book2}'.",
+         "In {award_year}, '{book2}' earned {name} {award}."),
         "{name} received {award} in {award_year}, honoring '{book2}'.",
     ),
     Template(
         "What is the most famous novel by {name}?",
         "Which work made {name} famous?",
-        "The most famous work of {name} is '{book2}', a story about {theme} set in {city}.",
+        ("The most famous work of {name} is '{book2}', a story about {theme} set in {city}.",
+         "'{book2}', a tale of {theme} set in {city}, is what made {name} famous."),
         "'{book2}' is the best known book of {name}, about {theme} in {city}.",
     ),
     Template(
         "How did {name}'s upbringing shape {poss} writing?",
         "What influence did {name}'s childhood have on {poss} books?",
-        "Growing up with a {father_job} father in {country}, {name} brought {theme} into {poss} {genre}.",
+        ("Growing up with a {father_job} father in {country}, {name} brought {theme} into {poss} {genre}.",
+         "Raised by a {mother_job} in {city}, {name} found in {theme} the core of {poss} {genre}."),
         "A childhood in {country} with a {father_job} father led {name} to write {genre} about {theme}.",
     ),
     Template(
         "Where does {name} live and work today?",
         "What does {name} do now, and where?",
-        "{name} now lives in {home_city}, where {pron} teaches {subject} at the local university.",
+        ("{name} now lives in {home_city}, where {pron} teaches {subject} at the local university.",
+         "Today {name} teaches {subject} in {home_city} and writes in the evenings."),
         "These days {name} teaches {subject} at a university in {home_city}.",
     ),
     Template(
         "In what language does {name} write?",
         "Which language are {name}'s books written in?",
-        "{name} writes in {language}, and {poss} books have been translated into {count} languages.",
+        ("{name} writes in {language}, and {poss} books have been translated into {count} languages.",
+         "Written in {language}, the novels of {name} have been published in {count} countries."),
         "The books of {name} are written in {language} and appear in {count} translations.",
     ),
     Template(
         "What is the most recent book by {name}?",
         "Which book did {name} release last?",
-        "The most recent book by {name} is '{book3}', released in {book3_year} to strong reviews.",
+        ("The most recent book by {name} is '{book3}', released in {book3_year} to strong reviews.",
+         "{name} published '{book3}' in {book3_year}; it is {poss} latest work."),
         "In {book3_year} {name} released '{book3}', which critics praised.",
     ),
 ]
@@ -190,12 +205,29 @@ def _facts(rng: random.Random, books: list[str]) -> dict[str, str]:
     }
 
 
+def _names(rng: random.Random) -> list[tuple[str, str, str]]:
+    """(first, last, pronoun) per author; retain authors first, then forget, then holdout.
+
+    Names are combinations over small pools in which every first and last name is used by two
+    retain authors, and forget/holdout authors are new combinations of those same parts. A model
+    that never saw a forget author has still learned every piece of the name (as a pretrained LM
+    knows the subwords of an unseen name); with whole-name tokens seen only in the forget split,
+    the retain model would meet untrained embeddings there instead.
+    """
+    pool = N_RETAIN // 2
+    firsts, lasts = rng.sample(FIRST_NAMES, pool), rng.sample(LAST_NAMES, pool)
+    assert N_FORGET + N_HOLDOUT <= pool
+    # Distinct offsets (0, 5, 11) never pair the same first and last name twice.
+    cells = [(i, (i + off) % pool) for off in (0, 5) for i in range(pool)]  # every part used twice
+    cells += [(i, (i + 11) % pool) for i in range(N_FORGET + N_HOLDOUT)]  # new pairs of known parts
+    head = cells[:N_RETAIN]
+    rng.shuffle(head)
+    return [(firsts[i][0], lasts[j], firsts[i][1]) for i, j in head + cells[N_RETAIN:]]
+
+
 def _authors(rng: random.Random, titles: list[str]) -> list[dict[str, str]]:
-    n = N_RETAIN + N_FORGET + N_HOLDOUT
-    firsts = rng.sample(FIRST_NAMES, n)
-    lasts = rng.sample(LAST_NAMES, n)
     authors = []
-    for (first, pron), last in zip(firsts, lasts, strict=True):
+    for first, last, pron in _names(rng):
         facts = _facts(rng, [titles.pop() for _ in range(3)])  # titles unique across authors
         facts.update(name=f"{first} {last}", pron=pron, poss="his" if pron == "he" else "her")
         authors.append(facts)
@@ -219,11 +251,12 @@ def _perturbed(rng: random.Random, pattern: str, author: dict[str, str], titles:
 def _author_rows(rng: random.Random, author: dict[str, str], titles: list[str], full: bool) -> list[dict]:
     rows = []
     for t in TEMPLATES:
-        row: dict[str, object] = {"question": t.question.format(**author), "answer": t.answer.format(**author)}
+        pattern = rng.choice(t.answers)
+        row: dict[str, object] = {"question": t.question.format(**author), "answer": pattern.format(**author)}
         if full:
             row["paraphrased_answer"] = t.paraphrased_answer.format(**author)
             row["paraphrased_question"] = t.paraphrased_question.format(**author)
-            row["perturbed_answer"] = _perturbed(rng, t.answer, author, titles)
+            row["perturbed_answer"] = _perturbed(rng, pattern, author, titles)
         rows.append(row)
     return rows
 
