@@ -65,9 +65,10 @@ def test_replay_equals_live_model_logits(tiny_runs: TinyRuns, scored) -> None:
             def nll(role: str) -> float:
                 return -float(np.mean([logp[p, tok].item() for p, tok in enumerate(labels[role])]))
 
-            assert prob[n, 0, 0, t] == pytest.approx(np.exp(-nll("answer")), rel=1e-6, abs=1e-9)
+            # Batched (padded) and single-item float32 forwards differ in the last bits: 1e-6 absolute.
+            assert prob[n, 0, 0, t] == pytest.approx(np.exp(-nll("answer")), rel=0, abs=1e-6)
             ratio = np.exp(nll("paraphrase") - np.mean([nll(f"perturbed_{k}") for k in range(5)]))
-            assert tr[n, 0, 0, t] == pytest.approx(min(ratio, 1 / ratio), rel=1e-5)
+            assert tr[n, 0, 0, t] == pytest.approx(min(ratio, 1 / ratio), rel=0, abs=1e-6)
 
 
 def test_plugin_metric_replays_on_an_old_run(tiny_runs: TinyRuns, tmp_path: Path) -> None:

@@ -100,8 +100,16 @@ def test_stored_arrays_carry_the_declared_chains(tmp_path: Path) -> None:
     assert info["tokens"]["codecs"][1]["configuration"]["level"] == 3
     assert [c["name"] for c in info["logp"]["codecs"]] == ["bytes", "blosc", "crc32c"]
     assert info["logp"]["codecs"][1]["configuration"] | {"typesize": 4} == {"typesize": 4, "cname": "zstd", "clevel": 5, "shuffle": "bitshuffle", "blocksize": 0}
-    assert (info["logp"]["chunks"], info["logp"]["shards"]) == ([1, 3, 2], [4, 3, 2])
-    assert (info["eos_len"]["chunks"], info["eos_len"]["shards"]) == ([1], [4])
+    # Small per-item fields: one inner chunk per shard; large ones: one per item.
+    assert (info["logp"]["chunks"], info["logp"]["shards"]) == ([4, 3, 2], [4, 3, 2])
+    assert (info["eos_len"]["chunks"], info["eos_len"]["shards"]) == ([4], [4])
+
+
+def test_large_fields_have_one_chunk_per_item(tmp_path: Path) -> None:
+    big = SplitLayout("forget", 10, (FieldSpec("label_logp", "float32", (16, 32, 7)), FieldSpec("eos_len", "int32")), {}, 4)
+    create_run(tmp_path / "r.zarr", "f" * 64, {}, [big])
+    info = describe_run(tmp_path / "r.zarr")["splits"]["forget"]["fields"]
+    assert info["label_logp"]["chunks"] == [1, 16, 32, 7] and info["eos_len"]["chunks"] == [4]
 
 
 # --- exact round trips ---------------------------------------------------------------------------

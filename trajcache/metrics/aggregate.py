@@ -64,12 +64,15 @@ def distribution(values: ArrayLike) -> dict[str, FloatArray]:
     sem = _nan_reduce(np.nanstd, array, ddof=1) / np.sqrt(np.maximum(n, 1))  # (...), NaN for n < 2
     t_quantile = student_t.ppf(0.5 + _CONFIDENCE / 2, np.maximum(n - 1, 1))  # (...)
     half_width = np.where(n > 1, t_quantile * sem, np.where(n == 1, 0.0, np.nan))
+    # One sort for the three quantiles; the NaN-aware path only where some item lacks a value.
+    quantile = np.nanquantile if np.isnan(array).any() else np.quantile
+    p25, median, p75 = _nan_reduce(quantile, array, q=[0.25, 0.5, 0.75])  # (3, ...)
     return {
         "mean": mean,
         "std": _nan_reduce(np.nanstd, array),
-        "median": _nan_reduce(np.nanmedian, array),
-        "p25": _nan_reduce(np.nanpercentile, array, q=25),
-        "p75": _nan_reduce(np.nanpercentile, array, q=75),
+        "median": median,
+        "p25": p25,
+        "p75": p75,
         "min": _nan_reduce(np.nanmin, array),
         "max": _nan_reduce(np.nanmax, array),
         "ci_low": np.asarray(mean - half_width),
