@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "trajcache" / "embedded"
 DATA, MODELS = EMBEDDED / "data", EMBEDDED / "models"
@@ -29,6 +29,7 @@ FIELDS = {
 }
 MODEL_NAMES = ("tiny-full", "tiny-retain")
 GEN_LENGTH, MAX_ANSWER_TOKENS, MAX_BYTES = 32, 28, 10_000_000
+MODEL_VOCAB = 8192  # output rows; the tokenizer has fewer tokens
 # Every capitalised word pair, overlapping ("Has Bogdan", "Bogdan Ishikawa"): the author of a row is
 # the one pair its question and answer share.
 NAME = re.compile(r"(?=\b([A-Z][a-z]+ [A-Z][a-z]+)\b)")
@@ -40,7 +41,7 @@ def _rows(split: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
+def tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(MODELS / "tiny-full")
 
 
@@ -107,12 +108,12 @@ def test_model_loads_with_plain_transformers(name: str) -> None:
     folder = MODELS / name
     assert (folder / "model.safetensors").stat().st_size <= MAX_BYTES
     config = json.loads((folder / "config.json").read_text())
-    assert config["architectures"] == ["LlamaForCausalLM"] and config["vocab_size"] == 16384
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["vocab_size"] == MODEL_VOCAB
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     assert isinstance(model, LlamaForCausalLM)
-    assert model.get_output_embeddings().weight.shape[0] == 16384
+    assert model.get_output_embeddings().weight.shape[0] == MODEL_VOCAB
     tok = AutoTokenizer.from_pretrained(folder)
-    assert len(tok) <= 4096 < 16384
+    assert len(tok) <= 4096 < MODEL_VOCAB  # padded output rows, as LLaDA's
 
 
 def test_models_share_one_tokenizer() -> None:
@@ -126,7 +127,7 @@ def test_models_differ() -> None:
     assert not torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
 
 
-def test_tokenizer_special_tokens_and_template(tokenizer) -> None:
+def test_tokenizer_special_tokens_and_template(tokenizer: PreTrainedTokenizerBase) -> None:
     assert (tokenizer.pad_token, tokenizer.eos_token, tokenizer.mask_token) == ("<|pad|>", "<|eot|>", "<|mdm_mask|>")
     ids = {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.mask_token_id}
     assert len(ids) == 3 and None not in ids
@@ -145,19 +146,19 @@ def _texts(split: str) -> list[str]:
 
 
 @pytest.mark.parametrize("split", ALL_SPLITS)
-def test_answers_round_trip_and_fit(tokenizer, split: str) -> None:
+def test_answers_round_trip_and_fit(tokenizer: PreTrainedTokenizerBase, split: str) -> None:
     for text in _texts(split):
         ids = tokenizer.encode(text, add_special_tokens=False)
         assert tokenizer.decode(ids, skip_special_tokens=True) == text
         assert len(ids) <= MAX_ANSWER_TOKENS, (text, len(ids))
 
 
-def _ids(encoded) -> list[int]:
+def _ids(encoded: object) -> list[int]:
     return list(encoded["input_ids"]) if hasattr(encoded, "keys") else list(encoded)
 
 
 @pytest.mark.parametrize("split", ALL_SPLITS)
-def test_label_layout_fits_generation(tokenizer, split: str) -> None:
+def test_label_layout_fits_generation(tokenizer: PreTrainedTokenizerBase, split: str) -> None:
     """Labels (the full chat after the prompt prefix) are the answer tokens plus one EOS, <= 32."""
     for row in _rows(split):
         user = [{"role": "user", "content": row["question"]}]
@@ -172,7 +173,7 @@ def test_label_layout_fits_generation(tokenizer, split: str) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
-def test_any_text_round_trips(tokenizer, text: str) -> None:
+def test_any_text_round_trips(tokenizer: PreTrainedTokenizerBase, text: str) -> None:
     """Byte-level BPE without prefix space or clean-up: every string survives encode/decode."""
     assume("<|" not in text)
     ids = tokenizer.encode(text, add_special_tokens=False)
@@ -212,5 +213,6 @@ def test_full_model_knows_the_forget_authors_and_retain_model_does_not() -> None
     """The pair TOFU's forget quality needs: same on retain, far apart on forget."""
     full_f, retain_f = _label_logp("tiny-full", "forget"), _label_logp("tiny-retain", "forget")
     full_r, retain_r = _label_logp("tiny-full", "retain"), _label_logp("tiny-retain", "retain")
+    assert full_f > -0.5 and full_r > -0.5, (full_f, full_r)  # memorised: mean p(label token) > 0.6
     assert full_f - retain_f > 1.0, (full_f, retain_f)
     assert abs(full_r - retain_r) < 0.5, (full_r, retain_r)
