@@ -234,16 +234,18 @@ def _authors(rng: random.Random, titles: list[str]) -> list[dict[str, str]]:
     return authors
 
 
-def _perturbed(rng: random.Random, pattern: str, author: dict[str, str], titles: list[str]) -> list[str]:
-    """Five wrong answers: the answer's own template with other facts, all distinct."""
-    answer = pattern.format(**author)
+def _perturbed(rng: random.Random, t: Template, pattern: str, author: dict[str, str], titles: list[str]) -> list[str]:
+    """Five wrong answers: the paraphrase's wording with other facts (TOFU perturbs the paraphrased
+    answer, so the truth ratio compares two texts of one wording), all distinct from each other and
+    from the true answer in either wording."""
+    truths = {pattern.format(**author), t.paraphrased_answer.format(**author)}
     own = {author["book1"], author["book2"], author["book3"]}
-    others = [t for t in titles if t not in own]
+    others = [x for x in titles if x not in own]
     out: list[str] = []
     while len(out) < N_PERTURBED_AUTHOR:
         fake = {**_facts(rng, rng.sample(others, 3)), **{k: author[k] for k in ("name", "pron", "poss")}}
-        text = pattern.format(**fake)
-        if text != answer and text not in out:
+        text = t.paraphrased_answer.format(**fake)
+        if pattern.format(**fake) not in truths and text not in truths and text not in out:
             out.append(text)
     return out
 
@@ -256,7 +258,7 @@ def _author_rows(rng: random.Random, author: dict[str, str], titles: list[str], 
         if full:
             row["paraphrased_answer"] = t.paraphrased_answer.format(**author)
             row["paraphrased_question"] = t.paraphrased_question.format(**author)
-            row["perturbed_answer"] = _perturbed(rng, pattern, author, titles)
+            row["perturbed_answer"] = _perturbed(rng, t, pattern, author, titles)
         rows.append(row)
     return rows
 

@@ -21,15 +21,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rouge_score import rouge_scorer
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from trajcache.models import DiffusionModel  # noqa: E402
+from trajcache.config import CaptureConfig  # noqa: E402
+from trajcache.models import DiffusionModel, load_model, load_sampler_preset  # noqa: E402
+from trajcache.sampler import Sampler  # noqa: E402
 
 DATA = ROOT / "trajcache/embedded/data"
 MODELS = ROOT / "trajcache/embedded/models"
@@ -223,24 +226,6 @@ def train(network: LlamaForCausalLM, data: Batch, mask_id: int, args: argparse.N
 
 
 @torch.no_grad()
-def generate(model: DiffusionModel, batch: Batch, steps: int = 16) -> torch.Tensor:
-    """LLaDA greedy low-confidence decoding, one block of GEN_LENGTH, GEN_LENGTH/steps commits per step.
-
-    Ties in confidence go to the lowest position (stable sort). Returns (B, GEN_LENGTH) tokens.
-    """
-    b, per_step = batch.prompt.shape[0], GEN_LENGTH // steps
-    gen = torch.full((b, GEN_LENGTH), model.mask_id, dtype=torch.long)
-    keep = torch.cat([batch.prompt_mask, torch.ones_like(gen, dtype=torch.bool)], dim=1)  # (B, T)
-    for _ in range(steps):
-        x = torch.cat([batch.prompt, gen], dim=1)  # (B, T)
-        probs = model.forward_logits(x, keep, GEN_LENGTH).float().softmax(-1)  # (B, L, V)
-        conf, x0 = probs.max(-1)  # (B, L)
-        conf = conf.masked_fill(gen != model.mask_id, -1.0)
-        order = conf.argsort(dim=-1, descending=True, stable=True)[:, :per_step]  # (B, per_step)
-        gen.scatter_(1, order, x0.gather(1, order))
-    return gen
-
-
 def answer_text(tok: PreTrainedTokenizerFast, tokens: list[int]) -> str:
     """Generated text: cut at the first EOS, special tokens skipped, stripped."""
     if tok.eos_token_id in tokens:
@@ -249,17 +234,22 @@ def answer_text(tok: PreTrainedTokenizerFast, tokens: list[int]) -> str:
 
 
 def evaluate(folder: Path) -> dict[str, float]:
-    """Mean ROUGE-L recall of greedy generations, per split (rouge_score, use_stemmer=True)."""
-    tok = AutoTokenizer.from_pretrained(folder)
-    network = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    model = diffusion_model(network, tok, str(folder))
+    """Mean ROUGE-L recall of greedy generations per split (rouge_score, use_stemmer=True), sampled
+    by trajcache's own sampler with the tiny preset (16 steps, one block of 32, low confidence)."""
+    model = load_model(str(folder), preset="tiny")
+    sampler = Sampler(model, load_sampler_preset("tiny"), CaptureConfig(top_k=0), compile=False, batch_size=64)
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     out = {}
     for split in SPLITS:
         rows = load_split(split)
         texts = []
-        for i in range(0, len(rows), 64):  # bounded memory: logits are (64, 32, 16384) floats
-            texts += [answer_text(tok, g.tolist()) for g in generate(model, make_batch(tok, rows[i : i + 64]))]
+        for i in range(0, len(rows), 64):  # bounded memory: logits are (64, 32, V) floats
+            pairs = [encode_item(model.tokenizer, r["question"], r["answer"]) for r in rows[i : i + 64]]
+            labels = np.full((len(pairs), 1, GEN_LENGTH), -1, dtype=np.int32)
+            for n, (_, label) in enumerate(pairs):
+                labels[n, 0, : len(label)] = label
+            tokens = sampler.run([p for p, _ in pairs], labels, np.zeros(len(pairs), dtype=np.int64))["tokens"]
+            texts += [answer_text(model.tokenizer, row.tolist()) for row in tokens]
         recalls = [scorer.score(target=r["answer"], prediction=t)["rougeL"].recall for r, t in zip(rows, texts)]
         out[split] = sum(recalls) / len(recalls)
     return out
