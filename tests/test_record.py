@@ -108,3 +108,25 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     a, b = zarr.open_group(out, mode="r")["forget"], zarr.open_group(whole, mode="r")["forget"]
     for name, array in a.arrays():
         np.testing.assert_array_equal(array[:], b[name][:], err_msg=name)
+
+
+def test_round_mantissa_is_bfloat16_rounding() -> None:
+    import torch
+
+    from trajcache.record import round_mantissa
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([-rng.exponential(3.0, 5000), [0.0, -0.0, -np.inf, np.nan, -1e-30, -3.3895e38]]).astype(np.float32)
+    want = torch.from_numpy(values).bfloat16().float().numpy()
+    np.testing.assert_array_equal(round_mantissa(values, 7), want)
+    assert round_mantissa(values, 23) is values
+
+
+def test_stored_topk_logp_is_rounded_and_close(tiny_runs: TinyRuns) -> None:
+    forget = zarr.open_group(tiny_runs.full, mode="r")["forget"]
+    topk = forget["topk_logp"][:]
+    assert ((topk.view(np.uint32) & 0xFFFF) == 0).all()  # bfloat16 precision (the default --topk-bits 7)
+    top1 = topk[..., 0]
+    exact = forget["label_logp"][:][..., 0]  # the answer's own log-prob is exact; where it is the argmax
+    is_top = (forget["argmax"][:] == forget["labels"][:][:, None, 0, :])
+    np.testing.assert_allclose(top1[is_top], exact[is_top], rtol=2**-8, atol=1e-7)

@@ -175,6 +175,20 @@ def _split_inputs(split: Split, encoded: list[EncodedItem], config: SamplerConfi
     return _SplitInputs(split, encoded, labels, seeds, target)
 
 
+def round_mantissa(values: np.ndarray, bits: int) -> np.ndarray:
+    """float32 values rounded to `bits` mantissa bits, to nearest, ties to even (bits = 7 gives
+    exactly torch's bfloat16 rounding). The stored dtype and codecs stay plain float32; the zeroed
+    low bits are what makes the values compress."""
+    drop = 23 - bits
+    if drop == 0:
+        return values
+    raw = values.astype(np.float32).view(np.uint32).astype(np.uint64)
+    half = (1 << (drop - 1)) - 1 + ((raw >> drop) & 1)  # round half to even
+    rounded = ((raw + half) >> drop) << drop
+    keep = np.isnan(values)  # NaN payloads stay NaN
+    return np.where(keep, values, rounded.astype(np.uint32).view(np.float32))
+
+
 def _record_shard(sampler: Sampler, inputs: _SplitInputs, rows: range, batch_size: int) -> dict[str, np.ndarray]:
     """Sample one shard's items in batches and stack the tables (first axis = shard items)."""
     parts: list[dict[str, np.ndarray]] = []
@@ -184,6 +198,8 @@ def _record_shard(sampler: Sampler, inputs: _SplitInputs, rows: range, batch_siz
         targets = inputs.labels[batch, inputs.target] if inputs.target is not None else None
         tables = sampler.run(prompts, inputs.labels[batch], inputs.seeds[batch], targets)
         tables["labels"] = inputs.labels[batch]
+        if "topk_logp" in tables:
+            tables["topk_logp"] = round_mantissa(tables["topk_logp"], sampler.capture.topk_bits)
         parts.append(tables)
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
