@@ -8,7 +8,7 @@ import json
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,11 @@ JSONL_CASES = {
 def test_malformed_rows_name_file_row_and_field(tmp_path: Path, case: str) -> None:
     rows, fragments = JSONL_CASES[case]
     path = write_jsonl(tmp_path / "bad.json", rows)
+    _assert_one_line_error(path, fragments)
+
+
+def _assert_one_line_error(path: Path, fragments: Sequence[str]) -> None:
+    """read_split fails with one DataError line naming the file and every expected fragment."""
     with pytest.raises(DataError) as info:
         read_split("f", path, FULL_ROLES)
     message = str(info.value)
@@ -223,12 +228,7 @@ FILE_CASES = {
 def test_malformed_files_name_the_problem(tmp_path: Path, case: str) -> None:
     make, fragments = FILE_CASES[case]
     path = make(tmp_path)
-    with pytest.raises(DataError) as info:
-        read_split("f", path, FULL_ROLES)
-    message = str(info.value)
-    assert str(path) in message and "\n" not in message
-    for fragment in fragments:
-        assert fragment in message
+    _assert_one_line_error(path, fragments)
 
 
 # ------------------------------------------------------------------------------ HF datasets

@@ -40,16 +40,14 @@ class SplitInfo:
 
 @dataclass(frozen=True)
 class Bound:
-    """A metric bound to split slots, role aliases and arguments: one entry of the results."""
+    """A suite binding (or an auto-binding) with its registered metric: one entry of the results."""
 
-    name: str
+    binding: MetricBinding
     definition: MetricDef
-    splits: Mapping[str, str]
-    roles: Mapping[str, str]
-    args: Mapping[str, Any]
 
     def spec(self) -> dict[str, Any]:
-        return {**self.definition.spec(), "splits": dict(self.splits), "roles": dict(self.roles), "args": dict(self.args)}
+        b = self.binding
+        return {**self.definition.spec(), "splits": dict(b.splits), "roles": dict(b.roles), "args": dict(b.args)}
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def _bind_one(name: str, suite: SuiteConfig, splits: Mapping[str, SplitInfo]) ->
     if not targets:
         raise MissingInputError(f"metric {metric_name!r}: no recorded split has the roles it needs")
     return [
-        Bound(f"{metric_name}@{s}", definition, {"main": s}, _default_roles(definition, splits.get(s)), {})
+        Bound(MetricBinding(f"{metric_name}@{s}", metric_name, {"main": s}, _default_roles(definition, splits.get(s)), {}), definition)
         for s in targets
     ]
 
@@ -115,14 +113,14 @@ def _servable(definition: MetricDef, info: SplitInfo) -> bool:
 
 def _from_binding(binding: MetricBinding) -> Bound:
     definition = get_metric(binding.metric)
-    return Bound(binding.name, definition, binding.splits, binding.roles, binding.args)
+    return Bound(binding, definition)
 
 
 def components(bound: Bound, suite: SuiteConfig, splits: Mapping[str, SplitInfo]) -> list[Bound]:
     """The bound metrics a composite metric combines (its `components` argument)."""
-    names = bound.args.get("components")
+    names = bound.binding.args.get("components")
     if not isinstance(names, list) or not names:
-        raise ConfigError(f"metric {bound.name!r}: a composite metric needs args.components = [names]")
+        raise ConfigError(f"metric {bound.binding.name!r}: a composite metric needs args.components = [names]")
     return [b for n in names for b in _bind_one(n, suite, splits)]
 
 
@@ -130,7 +128,7 @@ def item_tasks(bound: Bound) -> list[ItemTask]:
     """Item-level computations a bound metric needs (itself, or the metrics it aggregates)."""
     d = bound.definition
     if d.level == "item":
-        return [_task(d, bound, "run", bound.splits.get("main", ""))]
+        return [_task(d, bound, "run", bound.binding.splits.get("main", ""))]
     if d.level == "composite":
         return []
     tasks = []
@@ -138,15 +136,15 @@ def item_tasks(bound: Bound) -> list[ItemTask]:
         if not isinstance(inp, ItemValues):
             raise ConfigError(f"metric {d.name!r}: dataset-level inputs must be ItemValues")
         inner = get_metric(inp.metric)
-        tasks.append(_task(inner, bound, inp.run, bound.splits.get(inp.slot, "")))
+        tasks.append(_task(inner, bound, inp.run, bound.binding.splits.get(inp.slot, "")))
     return tasks
 
 
 def _task(definition: MetricDef, bound: Bound, side: str, split: str) -> ItemTask:
     if not split:
-        raise ConfigError(f"metric {bound.name!r}: no split bound to the slot {definition.name!r} reads")
-    args = accepted_args(definition, bound.args)
-    return ItemTask(definition.name, side, split, tuple(sorted(bound.roles.items())), tuple(sorted(args.items())))
+        raise ConfigError(f"metric {bound.binding.name!r}: no split bound to the slot {definition.name!r} reads")
+    args = accepted_args(definition, bound.binding.args)
+    return ItemTask(definition.name, side, split, tuple(sorted(bound.binding.roles.items())), tuple(sorted(args.items())))
 
 
 def needed_fields(task: ItemTask) -> set[str]:

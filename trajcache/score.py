@@ -93,10 +93,10 @@ def score_run(request: ScoreRequest, progress: Progress | None = None) -> Result
             _compute_side(side, [t for t in tasks if t.side == side.name], request.chunk_items, progress)
     values: dict[str, MetricResult] = {}
     for bound in every:
-        values[bound.name] = _result(bound, run, ref, values, request.per_item)
+        values[bound.binding.name] = _result(bound, run, ref, values, request.per_item)
     steps = int(next(iter(run.run.splits.values())).attrs["S"])
     reference = {"path": str(request.reference), "fingerprint": ref.run.fingerprint} if ref else None
-    metrics = {b.name: values[b.name] for b in requested if b.name in values}
+    metrics = {b.binding.name: values[b.binding.name] for b in requested if b.binding.name in values}
     return Results({"path": str(request.run), "fingerprint": run.run.fingerprint}, reference, steps, metrics, tuple(warnings), skipped)
 
 
@@ -106,8 +106,8 @@ def _with_components(requested: list[Bound], suite: SuiteConfig, splits: Mapping
     for bound in requested:
         if bound.definition.level == "composite":
             for part in components(bound, suite, splits):
-                ordered.setdefault(part.name, part)
-        ordered.setdefault(bound.name, bound)
+                ordered.setdefault(part.binding.name, part)
+        ordered.setdefault(bound.binding.name, bound)
     return list(ordered.values())
 
 
@@ -122,12 +122,12 @@ def _plan_tasks(bounds: Sequence[Bound], run: _Side, ref: _Side | None, strict: 
         except MissingInputError as exc:
             if strict:
                 raise
-            skipped[bound.name] = str(exc)
+            skipped[bound.binding.name] = str(exc)
             continue
         kept.append(bound)
         tasks.update(dict.fromkeys(mine))
         if bound.definition.reference_optional and ref is None:
-            warnings.append(f"{bound.name}: no --reference given; {bound.definition.without_reference}")
+            warnings.append(f"{bound.binding.name}: no --reference given; {bound.definition.without_reference}")
     if ref is not None:
         _check_reference(run, ref, {t.split for t in tasks if t.side == "reference"})
     return kept, list(tasks)
@@ -135,14 +135,14 @@ def _plan_tasks(bounds: Sequence[Bound], run: _Side, ref: _Side | None, strict: 
 
 def _bound_tasks(bound: Bound, run: _Side, ref: _Side | None, skipped: Mapping[str, str]) -> list[ItemTask]:
     if bound.definition.level == "composite":
-        missing = [n for n in bound.args["components"] if n in skipped]
+        missing = [n for n in bound.binding.args["components"] if n in skipped]
         if missing:
-            raise MissingInputError(f"metric {bound.name!r} needs {missing}, which could not be computed")
+            raise MissingInputError(f"metric {bound.binding.name!r} needs {missing}, which could not be computed")
     tasks = []
     for task in item_tasks(bound):
         if task.side == "reference" and ref is None:
             if not bound.definition.reference_optional:
-                raise MissingInputError(f"metric {bound.name!r} needs a reference run: pass --reference RETAIN_RUN")
+                raise MissingInputError(f"metric {bound.binding.name!r} needs a reference run: pass --reference RETAIN_RUN")
             continue
         side = run if task.side == "run" else ref
         assert side is not None
@@ -212,17 +212,17 @@ def _item_values(task: ItemTask, chunk: Chunk, n: int, steps: int) -> np.ndarray
 def _result(bound: Bound, run: _Side, ref: _Side | None, done: Mapping[str, MetricResult], per_item: bool) -> MetricResult:
     d = bound.definition
     if d.level == "composite":
-        parts = [done[name].values for name in bound.args["components"]]
-        return MetricResult(bound.name, bound.spec(), np.asarray(d.fn(components=parts), dtype=np.float64))
+        parts = [done[name].values for name in bound.binding.args["components"]]
+        return MetricResult(bound.binding.name, bound.spec(), np.asarray(d.fn(components=parts), dtype=np.float64))
     tasks = item_tasks(bound)
     if d.level == "dataset":
         inputs = _dataset_inputs(bound, tasks, run, ref)
-        values = d.fn(**inputs, **_args_of(d.fn, tuple(bound.args.items())))
-        return MetricResult(bound.name, bound.spec(), np.asarray(values, dtype=np.float64))
+        values = d.fn(**inputs, **_args_of(d.fn, tuple(bound.binding.args.items())))
+        return MetricResult(bound.binding.name, bound.spec(), np.asarray(values, dtype=np.float64))
     items = run.values[tasks[0]]
     shown = d.transform(items, **_args_of(d.transform, tasks[0].args)) if d.transform else items
     ids = list(run.run.splits[tasks[0].split].attrs["item_ids"])
-    return MetricResult(bound.name, bound.spec(), mean_over_items(shown), distribution(shown), (ids, shown) if per_item else None)
+    return MetricResult(bound.binding.name, bound.spec(), mean_over_items(shown), distribution(shown), (ids, shown) if per_item else None)
 
 
 def _args_of(fn: Callable[..., Any], args: Sequence[tuple[str, Any]]) -> dict[str, Any]:
