@@ -9,7 +9,7 @@ a missing input is one clear message before any work starts.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +64,10 @@ class ItemTask:
         return None if alias is None else dict(self.roles).get(alias, alias)
 
 
-def accepted_args(definition: MetricDef, args: Mapping[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(definition.fn).parameters
-    extra = set(inspect.signature(definition.transform).parameters) if definition.transform else set()
-    return {k: v for k, v in args.items() if k in params or k in extra}
+def args_for(fn: Callable[..., Any], args: Mapping[str, Any]) -> dict[str, Any]:
+    """The binding arguments `fn` takes (a binding's args may serve its inner metrics too)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in args.items() if k in params}
 
 
 def bind(names: Sequence[str] | None, suite: SuiteConfig, splits: Mapping[str, SplitInfo]) -> list[Bound]:
@@ -143,7 +143,9 @@ def item_tasks(bound: Bound) -> list[ItemTask]:
 def _task(definition: MetricDef, bound: Bound, side: str, split: str) -> ItemTask:
     if not split:
         raise ConfigError(f"metric {bound.binding.name!r}: no split bound to the slot {definition.name!r} reads")
-    args = accepted_args(definition, bound.binding.args)
+    args = args_for(definition.fn, bound.binding.args)
+    if definition.transform:
+        args |= args_for(definition.transform, bound.binding.args)
     return ItemTask(definition.name, side, split, tuple(sorted(bound.binding.roles.items())), tuple(sorted(args.items())))
 
 

@@ -8,7 +8,6 @@ metric on them, then the dataset-level and composite metrics. No model and no GP
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from .channels import Chunk, TextRules
 from .errors import ConfigError, MissingInputError
 from .metrics.aggregate import distribution, mean_over_items
 from .metrics.registry import Channel, get_metric
-from .plan import Bound, ItemTask, SplitInfo, bind, check_inputs, components, item_tasks, needed_fields
+from .plan import Bound, ItemTask, SplitInfo, args_for, bind, check_inputs, components, item_tasks, needed_fields
 from .results import MetricResult, Results
 from .store import Run, open_run
 from .suites import SuiteConfig
@@ -202,7 +201,7 @@ def _item_values(task: ItemTask, chunk: Chunk, n: int, steps: int) -> np.ndarray
         for name, inp in definition.inputs.items()
         if isinstance(inp, Channel)
     }
-    values = np.asarray(definition.fn(**inputs, **_args_of(definition.fn, task.args)), dtype=np.float64)
+    values = np.asarray(definition.fn(**inputs, **args_for(definition.fn, dict(task.args))), dtype=np.float64)
     expected = (n, len(VIEWS), len(LAYOUTS), steps)
     if values.shape != expected:
         raise ConfigError(f"metric {task.metric!r} returned shape {values.shape}; per-item metrics return (items, views, layouts, steps) = {expected}")
@@ -217,18 +216,12 @@ def _result(bound: Bound, run: _Side, ref: _Side | None, done: Mapping[str, Metr
     tasks = item_tasks(bound)
     if d.level == "dataset":
         inputs = _dataset_inputs(bound, tasks, run, ref)
-        values = d.fn(**inputs, **_args_of(d.fn, tuple(bound.binding.args.items())))
+        values = d.fn(**inputs, **args_for(d.fn, bound.binding.args))
         return MetricResult(bound.binding.name, bound.spec(), np.asarray(values, dtype=np.float64))
     items = run.values[tasks[0]]
-    shown = d.transform(items, **_args_of(d.transform, tasks[0].args)) if d.transform else items
+    shown = d.transform(items, **args_for(d.transform, dict(tasks[0].args))) if d.transform else items
     ids = list(run.run.splits[tasks[0].split].attrs["item_ids"])
     return MetricResult(bound.binding.name, bound.spec(), mean_over_items(shown), distribution(shown), (ids, shown) if per_item else None)
-
-
-def _args_of(fn: Callable[..., Any], args: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    """The binding arguments `fn` takes (a binding's args may serve its inner metrics too)."""
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in args if k in params}
 
 
 def _dataset_inputs(bound: Bound, tasks: Sequence[ItemTask], run: _Side, ref: _Side | None) -> dict[str, Any]:
